@@ -1,0 +1,10 @@
+"""The "Dropout" chapter of Dive into Deep Learning (MXNet/Gluon), runnable: `import dropout_gluon as gb`."""
+from .data import DataError, load_data_fashion_mnist
+from .gluon_net import get_net
+from .run import set_seed, train_gluon, train_scratch
+from .scratch import ScratchNet, dropout
+from .trainer import Epoch, History, TrainingDiverged, evaluate_accuracy, sgd, train_ch3
+
+__all__ = ["DataError", "Epoch", "History", "ScratchNet", "TrainingDiverged", "dropout",
+           "evaluate_accuracy", "get_net", "load_data_fashion_mnist", "set_seed", "sgd",
+           "train_ch3", "train_gluon", "train_scratch"]

@@ -1,0 +1,74 @@
+"""The chapter's two experiments as functions: train a fresh model with the chapter's hyperparameters."""
+from __future__ import annotations
+
+import math
+import numbers
+import random
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+from mxnet.gluon import loss as gloss
+
+from .data import load_data_fashion_mnist
+from .gluon_net import check_gluon_drop_prob, get_net
+from .scratch import ScratchNet, check_drop_prob
+from .trainer import History, train_ch3
+
+# The chapter's hyperparameters, in one place.
+num_epochs, lr, batch_size = 5, 0.5, 256
+drop_prob1, drop_prob2 = 0.2, 0.5
+
+
+def set_seed(seed: int) -> None:
+    """Seed every generator the training draws from: MXNet's (init, dropout), numpy's (shuffle) and Python's."""
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def check_hyperparams(num_epochs, lr, batch_size) -> None:
+    """Raise ValueError naming the first hyperparameter that cannot work."""
+    for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+
+
+def _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader):
+    check_hyperparams(num_epochs, lr, batch_size)
+    if seed is not None:
+        set_seed(seed)
+    if data_iters is None:
+        data_iters = load_data_fashion_mnist(batch_size, root=root, loader=loader)
+    return data_iters
+
+
+def train_scratch(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
+                  drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
+                  seed: int | None = 0, root=None, loader: str = "memory", data_iters: tuple | None = None,
+                  log=print) -> tuple:
+    """Train a fresh from-scratch `net`; return `(net, history)`. The same seed gives the same history."""
+    check_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
+    check_drop_prob(drop_prob2, "drop_prob2")
+    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader)
+    net = ScratchNet(drop_prob1, drop_prob2)
+    history = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
+                        batch_size, net.params, lr, log=log)
+    return net, history
+
+
+def train_gluon(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
+                drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
+                seed: int | None = 0, root=None, loader: str = "memory", data_iters: tuple | None = None,
+                log=print) -> tuple:
+    """Train a fresh Gluon `nn.Sequential` with `nn.Dropout`; return `(net, history)`."""
+    check_gluon_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
+    check_gluon_drop_prob(drop_prob2, "drop_prob2")
+    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader)
+    net = get_net(drop_prob1, drop_prob2)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
+    history: History = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
+                                 batch_size, None, None, trainer, log=log)
+    return net, history

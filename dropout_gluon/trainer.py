@@ -1,0 +1,103 @@
+"""Model training and testing: the book's `sgd`, `evaluate_accuracy` and `train_ch3`, shared by both models."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, NamedTuple
+
+from mxnet import autograd, nd
+
+
+class Epoch(NamedTuple):
+    """One line of the book's output, plus the seconds the epoch took (training and testing)."""
+    epoch: int
+    loss: float
+    train_acc: float
+    test_acc: float
+    seconds: float
+
+    def line(self) -> str:
+        """The book's printed line."""
+        return "epoch %d, loss %.4f, train acc %.3f, test acc %.3f" % (
+            self.epoch, self.loss, self.train_acc, self.test_acc)
+
+
+class History(list):
+    """The `Epoch`s of one training run; its repr is one line, so a notebook cell ending in train_ch3 stays tidy."""
+
+    def __repr__(self) -> str:
+        if not self:
+            return "History([])"
+        last = self[-1]
+        return (f"History({len(self)} epochs, last: loss {last.loss:.4f}, train acc {last.train_acc:.3f}, "
+                f"test acc {last.test_acc:.3f})")
+
+    def column(self, name: str) -> list:
+        """One field over all epochs, e.g. `history.column('test_acc')`."""
+        return [getattr(e, name) for e in self]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became infinite or NaN; `history` holds the epochs finished before."""
+
+    def __init__(self, epoch: int, loss: float, lr, history: History):
+        hint = f" (lr={lr})" if lr is not None else ""
+        super().__init__(f"training diverged in epoch {epoch}: the loss is {loss}; "
+                         f"try a smaller learning rate{hint}")
+        self.epoch, self.loss, self.history = epoch, loss, history
+
+
+def sgd(params: list, lr: float, batch_size: int) -> None:
+    """Minibatch stochastic gradient descent; the gradient is of a summed loss, hence / batch_size."""
+    for param in params:
+        param[:] = param - lr * param.grad / batch_size
+
+
+def _correct(y_hat: nd.NDArray, y: nd.NDArray) -> nd.NDArray:
+    # Number of right predictions, as an NDArray: reading it would make Python wait for the batch.
+    return (y_hat.argmax(axis=1) == y.astype("float32")).sum()
+
+
+def evaluate_accuracy(data_iter, net) -> float:
+    """Fraction of the examples in `data_iter` that `net` classifies correctly."""
+    acc_sum, n = nd.zeros(1, dtype="float64"), 0
+    for X, y in data_iter:
+        acc_sum += _correct(net(X), y).astype("float64")
+        n += y.size
+    return acc_sum.asscalar() / n
+
+
+def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int,
+              params: list | None = None, lr: float | None = None, trainer=None,
+              *, log: Callable[[str], None] | None = print) -> History:
+    """Train `net` as the book's train_ch3 does (sgd on `params` if no `trainer`), printing a line per epoch.
+
+    Returns the `History`. Raises `TrainingDiverged` when an epoch's loss is not finite.
+    """
+    history = History()
+    for epoch in range(1, num_epochs + 1):
+        start = time.perf_counter()
+        # Sums stay NDArrays (float64, as the book's Python floats) and are read once per epoch, so
+        # MXNet's engine runs ahead instead of pausing for two reads per batch as the book's loop does.
+        train_l_sum, train_acc_sum = nd.zeros(1, dtype="float64"), nd.zeros(1, dtype="float64")
+        n = 0
+        for X, y in train_iter:
+            with autograd.record():
+                y_hat = net(X)
+                l = loss(y_hat, y).sum()
+            l.backward()
+            if trainer is None:
+                sgd(params, lr, batch_size)
+            else:
+                trainer.step(batch_size)
+            train_l_sum += l.astype("float64")
+            train_acc_sum += _correct(y_hat, y).astype("float64")
+            n += y.size
+        train_l, train_acc = train_l_sum.asscalar() / n, train_acc_sum.asscalar() / n
+        if not math.isfinite(train_l):
+            raise TrainingDiverged(epoch, train_l, lr if trainer is None else trainer.learning_rate, history)
+        test_acc = evaluate_accuracy(test_iter, net)
+        history.append(Epoch(epoch, train_l, train_acc, test_acc, time.perf_counter() - start))
+        if log is not None:
+            log(history[-1].line())
+    return history
