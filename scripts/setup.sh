@@ -20,9 +20,9 @@ find_python() {
   return 1
 }
 
-# 1. The virtual environment, rebuilt only when pyproject.toml or constraints.txt change.
+# 1. The virtual environment: created once, packages (re)installed when pyproject.toml or constraints.txt change.
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || ! supported .venv/bin/python || [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
+if [ ! -x .venv/bin/python ] || ! supported .venv/bin/python; then
   if ! py=$(find_python); then
     say "error: no Python 3.8-3.11 found (MXNet 1.9.1 needs numpy < 1.24, which has no wheels for newer" \
         "Pythons). Install one (e.g. 'pyenv install 3.11' or 'apt-get install python3.11-venv') or set PYTHON=/path/to/python3.11."
@@ -31,6 +31,8 @@ if [ ! -x .venv/bin/python ] || ! supported .venv/bin/python || [ "$(cat .venv/.
   say "creating .venv with $py ($("$py" --version 2>&1))"
   rm -rf .venv
   "$py" -m venv .venv
+fi
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
   # constraints.txt is the working set tested on Python 3.11; other versions resolve from pyproject's pins.
   constraints=()
   .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' && constraints=(-c constraints.txt)
