@@ -69,10 +69,12 @@ def evaluate_accuracy(data_iter, net) -> float:
 
 def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int,
               params: list | None = None, lr: float | None = None, trainer=None,
-              *, log: Callable[[str], None] | None = print) -> History:
+              *, log: Callable[[str], None] | None = print,
+              on_epoch: Callable[[Epoch], None] | None = None) -> History:
     """Train `net` as the book's train_ch3 does (sgd on `params` if no `trainer`), printing a line per epoch.
 
-    Returns the `History`. Raises `TrainingDiverged` when an epoch's loss is not finite.
+    Returns the `History`. Raises `TrainingDiverged` when an epoch's loss is not finite. `on_epoch`, if
+    given, receives each `Epoch` as it finishes (e.g. to draw live curves).
     """
     history = History()
     for epoch in range(1, num_epochs + 1):
@@ -100,4 +102,6 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
         history.append(Epoch(epoch, train_l, train_acc, test_acc, time.perf_counter() - start))
         if log is not None:
             log(history[-1].line())
+        if on_epoch is not None:
+            on_epoch(history[-1])
     return history
