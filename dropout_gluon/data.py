@@ -236,7 +236,7 @@ class DataIter:
         self.batch_size, self.shuffle, self.resize = batch_size, shuffle, resize
 
     def __len__(self) -> int:
-        return -(-self.labels.shape[0] // self.batch_size)
+        return (self.labels.shape[0] + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator:
         n, b = self.labels.shape[0], self.batch_size

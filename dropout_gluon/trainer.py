@@ -18,8 +18,8 @@ class Epoch(NamedTuple):
 
     def line(self) -> str:
         """The book's printed line."""
-        return "epoch %d, loss %.4f, train acc %.3f, test acc %.3f" % (
-            self.epoch, self.loss, self.train_acc, self.test_acc)
+        return (f"epoch {self.epoch}, loss {self.loss:.4f}, train acc {self.train_acc:.3f}, "
+                f"test acc {self.test_acc:.3f}")
 
 
 class History(list):

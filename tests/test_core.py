@@ -1,0 +1,210 @@
+"""dropout's semantics and statistics, predict mode, scratch vs Gluon equivalence, and the trainer."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon, nd
+from mxnet.gluon import loss as gloss
+
+from dropout_gluon import ScratchNet, dropout, get_net, set_seed, sgd, train_ch3, train_gluon, train_scratch
+from dropout_gluon.data import DataIter
+from dropout_gluon.trainer import TrainingDiverged
+
+Z = 5.0  # two-sided tail of N(0, 1) beyond 5 sigma: ~6e-7, so these bounds fail only when the code is wrong
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    set_seed(0)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_values_are_zero_or_scaled(p):
+    X = nd.arange(1, 10001).reshape((100, 100))
+    out = dropout(X, p).asnumpy()
+    scaled = (X / (1 - p)).asnumpy()
+    assert np.all((out == 0) | (out == scaled))
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_kept_fraction_is_binomial(p):
+    n = 200_000
+    kept = int((dropout(nd.ones(n), p) != 0).sum().asscalar())
+    mean, sd = n * (1 - p), math.sqrt(n * p * (1 - p))  # kept ~ Binomial(n, 1 - p)
+    assert abs(kept - mean) <= Z * sd
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_mean_is_preserved(p):
+    # E[h'] = h: each column is one unit h_j seen through N independent masks.
+    h = np.linspace(0.5, 5.0, 10).astype(np.float32)
+    N = 20_000
+    out = dropout(nd.array(np.tile(h, (N, 1))), p).asnumpy()
+    se = h * math.sqrt(p / (1 - p) / N)  # Var[h'] = h^2 p / (1 - p)
+    assert np.all(np.abs(out.mean(axis=0) - h) <= Z * se)
+
+
+def test_p0_is_identity_and_p1_is_zeros():
+    X = nd.arange(16).reshape((2, 8))
+    np.testing.assert_array_equal(dropout(X, 0).asnumpy(), X.asnumpy())
+    out = dropout(X, 1)
+    assert out.shape == X.shape and not out.asnumpy().any()
+
+
+def test_gradient_is_zero_exactly_where_dropped():
+    X = nd.random.uniform(1, 2, shape=(50, 40))
+    X.attach_grad()
+    with autograd.record():
+        Y = dropout(X, 0.5)
+    Y.backward()
+    dropped = Y.asnumpy() == 0
+    assert 0 < dropped.mean() < 1
+    grad = X.grad.asnumpy()
+    assert np.all(grad[dropped] == 0) and np.all(grad[~dropped] == 2)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.1, float("nan"), float("inf"), "0.5", None, True])
+def test_bad_probability_raises(bad):
+    with pytest.raises(ValueError, match=r"drop_prob must be a probability in \[0, 1\], got " + repr(bad)[:3]):
+        dropout(nd.ones(3), bad)
+
+
+@pytest.mark.parametrize("bad", [1, 1.0, -0.1, float("nan")])
+def test_gluon_net_rejects_what_mxnet_would_accept(bad):
+    with pytest.raises(ValueError, match="drop_prob2 must be"):
+        get_net(0.2, bad)
+
+
+@pytest.mark.parametrize("make_net", [ScratchNet, get_net])
+def test_dropout_only_while_training(make_net):
+    net, X = make_net(0.2, 0.5), nd.random.uniform(shape=(8, 1, 28, 28))
+    np.testing.assert_array_equal(net(X).asnumpy(), net(X).asnumpy())  # predict mode: deterministic
+    with autograd.record():
+        a, b = net(X), net(X)
+    assert not np.array_equal(a.asnumpy(), b.asnumpy())  # training mode: a new mask per call
+
+
+def _twin_nets():
+    """A scratch net and a Gluon net with no dropout and the same initial weights."""
+    scratch = ScratchNet(0, 0)
+    net = get_net(0, 0)
+    net(nd.zeros((1, 784)))  # finish Gluon's deferred initialisation
+    dense = [block for block in net if isinstance(block, gluon.nn.Dense)]
+    for layer, W, b in zip(dense, scratch.params[0::2], scratch.params[1::2]):
+        layer.weight.set_data(W.T)  # Gluon stores (out, in)
+        layer.bias.set_data(b)
+    return scratch, net, dense
+
+
+def test_scratch_and_gluon_nets_agree():
+    scratch, net, dense = _twin_nets()
+    W1_before = scratch.params[0].copy()
+    X = nd.random.uniform(shape=(32, 1, 28, 28))
+    y = nd.array(np.arange(32) % 10, dtype="int32")
+    np.testing.assert_allclose(scratch(X).asnumpy(), net(X).asnumpy(), rtol=1e-5, atol=1e-6)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5})
+    loss = gloss.SoftmaxCrossEntropyLoss()
+    for _ in range(3):  # the same first training steps: sgd on the sum of losses, / batch_size
+        for model, step in ((scratch, lambda: sgd(scratch.params, 0.5, 32)), (net, lambda: trainer.step(32))):
+            with autograd.record():
+                l = loss(model(X), y).sum()
+            l.backward()
+            step()
+    for layer, W, b in zip(dense, scratch.params[0::2], scratch.params[1::2]):
+        np.testing.assert_allclose(layer.weight.data().T.asnumpy(), W.asnumpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(layer.bias.data().asnumpy(), b.asnumpy(), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(scratch.params[0].asnumpy(), W1_before.asnumpy())  # the steps did move them
+
+
+def _tiny_iters(n=64, batch_size=16):
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n)
+    return DataIter(images, labels, batch_size, shuffle=True), DataIter(images, labels, batch_size, shuffle=False)
+
+
+def test_train_ch3_reports_the_books_numbers():
+    # With lr 0 nothing moves, so the epoch's loss and accuracy must equal a direct evaluation.
+    train_iter, test_iter = _tiny_iters()
+    net = ScratchNet(0, 0)
+    lines = []
+    history = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), 2, 16,
+                        net.params, 0.0, log=lines.append)
+    X = nd.concat(*[X for X, _ in test_iter], dim=0)
+    y = nd.concat(*[y for _, y in test_iter], dim=0)
+    y_hat = net(X)
+    expected_loss = gloss.SoftmaxCrossEntropyLoss()(y_hat, y).mean().asscalar()
+    expected_acc = (y_hat.argmax(axis=1) == y.astype("float32")).mean().asscalar()
+    assert [e.epoch for e in history] == [1, 2]
+    for e in history:
+        assert e.loss == pytest.approx(expected_loss, rel=1e-6)
+        assert e.train_acc == pytest.approx(expected_acc) and e.test_acc == pytest.approx(expected_acc)
+        assert e.seconds > 0
+    assert lines == [f"epoch {e.epoch}, loss {e.loss:.4f}, train acc {e.train_acc:.3f}, "
+                     f"test acc {e.test_acc:.3f}" for e in history]
+
+
+def test_divergence_raises_with_history():
+    train_iter, test_iter = _tiny_iters()
+    net = ScratchNet(0, 0)
+    with pytest.raises(TrainingDiverged, match="diverged in epoch .*smaller learning rate") as e:
+        train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), 20, 16, net.params, 1e30,
+                  log=None)
+    assert len(e.value.history) == e.value.epoch - 1
+
+
+def test_train_functions_use_data_iters_and_seed():
+    iters = _tiny_iters()
+    _, a = train_scratch(2, data_iters=iters, seed=3, log=None)
+    _, b = train_scratch(2, data_iters=iters, seed=3, log=None)
+    _, c = train_scratch(2, data_iters=iters, seed=4, log=None)
+    strip = lambda h: [e[:4] for e in h]  # noqa: E731 - all but the seconds
+    assert strip(a) == strip(b) and strip(a) != strip(c)
+    _, g1 = train_gluon(2, data_iters=iters, seed=3, log=None)
+    _, g2 = train_gluon(2, data_iters=iters, seed=3, log=None)
+    assert strip(g1) == strip(g2)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_epochs": 0}, "num_epochs must be a whole number >= 1, got 0"),
+    ({"batch_size": -1}, "batch_size must be a whole number >= 1, got -1"),
+    ({"lr": 0}, "lr must be a finite number > 0, got 0"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+    ({"drop_prob1": 1.5}, r"drop_prob1 must be a probability in \[0, 1\], got 1.5"),
+])
+def test_bad_hyperparameters_fail_before_any_work(isolated_dirs, kwargs, message):
+    # isolated_dirs: no data anywhere, so reaching the data would raise DataError instead.
+    for train in (train_scratch, train_gluon):
+        with pytest.raises(ValueError, match=message):
+            train(**kwargs, log=None)
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(isolated_dirs):
+    for args in (["--drop-prob1", "1.5"], ["--epochs", "0"], ["--model", "gluon", "--drop-prob2", "1"]):
+        result = subprocess.run([sys.executable, "-m", "dropout_gluon", "train", *args],
+                                capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_missing_data_is_one_line(isolated_dirs):
+    # The subprocess cannot see monkeypatch's DEBIAN_DIR, so it points it at the empty folder itself.
+    code = ("import pathlib, sys; import dropout_gluon.data as d; d.DEBIAN_DIR = pathlib.Path(sys.argv[1]); "
+            "from dropout_gluon.cli import main; sys.exit(main(['data', 'status']))")
+    result = subprocess.run([sys.executable, "-c", code, str(isolated_dirs / "debian")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "apt-get install dataset-fashion-mnist" in result.stderr
+
+
+def test_mx_seed_controls_init():
+    set_seed(1)
+    a = ScratchNet().params[0].asnumpy()
+    set_seed(1)
+    assert np.array_equal(a, ScratchNet().params[0].asnumpy())
+    mx.random.seed(2)
+    assert not np.array_equal(a, ScratchNet().params[0].asnumpy())
