@@ -5,6 +5,8 @@ import argparse
 import sys
 
 from . import data, run
+from .gluon_net import check_gluon_drop_prob
+from .scratch import check_drop_prob
 from .trainer import TrainingDiverged
 
 EXAMPLES = """examples:
@@ -39,6 +41,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def cmd_train(args) -> None:
     models = {"scratch": ("from scratch", run.train_scratch), "gluon": ("Gluon", run.train_gluon)}
     names = ["scratch", "gluon"] if args.model == "both" else [args.model]
+    # Every argument is checked before the first model trains, not after it.
+    run.check_hyperparams(args.epochs, args.lr, args.batch_size)
+    check = check_gluon_drop_prob if "gluon" in names else check_drop_prob
+    check(args.drop_prob1, "drop_prob1")
+    check(args.drop_prob2, "drop_prob2")
     for name in names:
         title, train = models[name]
         print(f"# {title}: epochs {args.epochs}, lr {args.lr}, batch size {args.batch_size}, "

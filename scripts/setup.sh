@@ -37,8 +37,9 @@ if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
   constraints=()
   .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' && constraints=(-c constraints.txt)
   say "installing mxnet 1.9.1, numpy 1.23.5, d2l 1.0.3 and the rest (about a minute)"
-  # (pip's notes about this machine's unused local index folders are noise, hence the filter)
-  if ! .venv/bin/python -m pip install --quiet --upgrade pip "${constraints[@]}" -e ".[test]" 2>&1 \
+  # (setuptools warns about every editable install and pip about this machine's unused local index
+  # folders: noise, hence PYTHONWARNINGS and the filter)
+  if ! PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --upgrade pip "${constraints[@]}" -e ".[test]" 2>&1 \
       | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2; then
     say "error: pip install failed (see above); fix the cause and run again"; exit 1
   fi
