@@ -1,0 +1,77 @@
+"""Run a notebook top to bottom on this interpreter's kernel and write it with its outputs, atomically.
+
+    .venv/bin/python scripts/execute_notebook.py notebooks/dropout.ipynb            # in place (make notebook)
+    DROPOUT_GLUON_FAST=1 .venv/bin/python scripts/execute_notebook.py notebooks/dropout.ipynb -o /tmp/out.ipynb
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from jupyter_client import KernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+MAX_BYTES = 2_000_000  # the committed notebook should stay readable on GitHub
+
+
+def kernel_manager() -> KernelManager:
+    """A kernel running `sys.executable` (the project's .venv), whatever kernels are registered elsewhere."""
+    # With no kernel folders, the only spec is ipykernel's built-in "python3", whose command is sys.executable.
+    specs = KernelSpecManager(kernel_dirs=[])
+    return KernelManager(kernel_name="python3", kernel_spec_manager=specs)
+
+
+def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int = 1800) -> nbformat.NotebookNode:
+    """Run every cell of `nb` in place, with `folder` as working directory (Jupyter uses the notebook's own).
+
+    Raises CellExecutionError, naming the cell, when a cell fails.
+    """
+    client = NotebookClient(nb, km=kernel_manager(), timeout=timeout, record_timing=False,
+                            resources={"metadata": {"path": str(folder)}})
+    client.execute()
+    return nb
+
+
+def write_atomically(nb: nbformat.NotebookNode, out: Path) -> int:
+    """Write `nb` to `out` via a temporary file in the same folder, so `out` is never half written."""
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return out.stat().st_size
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Execute a notebook and save it with its outputs.")
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("-o", "--output", type=Path, help="where to write (default: the notebook itself)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+    out = args.output or args.notebook
+    start = time.perf_counter()
+    try:
+        nb = execute(nbformat.read(args.notebook, as_version=4), args.notebook.parent, args.timeout)
+    except CellExecutionError as e:
+        print(f"execute_notebook: a cell failed, {out} left unchanged:\n{e}", file=sys.stderr)
+        return 1
+    size = write_atomically(nb, out)
+    print(f"execute_notebook: wrote {out} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.0f} s")
+    if size > MAX_BYTES:
+        print(f"execute_notebook: warning: {out} is over {MAX_BYTES / 1e6:.0f} MB; shrink its figures",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The notebook runs top to bottom, headless, in fast mode, on the real data and this project's interpreter."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "dropout.ipynb"
+
+
+def load_executor():
+    """scripts/execute_notebook.py, the code `make notebook` runs."""
+    spec = importlib.util.spec_from_file_location("execute_notebook", ROOT / "scripts" / "execute_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def outputs(nb, kind: str) -> list:
+    """Every output of the given MIME type (or stream text for 'stream'), in cell order."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if kind == "stream" and out.output_type == "stream":
+                found.append(out.text)
+            elif kind in out.get("data", {}):
+                found.append(out.data[kind])
+    return found
+
+
+@pytest.mark.realdata
+def test_notebook_runs_end_to_end(real_data, monkeypatch):
+    monkeypatch.setenv("DROPOUT_GLUON_FAST", "1")  # inherited by the kernel
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint('kernel python:', sys.executable)"))
+    load_executor().execute(nb, NOTEBOOK.parent, timeout=600)  # raises CellExecutionError on any failing cell
+
+    errors = [out for cell in nb.cells for out in cell.get("outputs", []) if out.output_type == "error"]
+    assert not errors
+    text = "".join(outputs(nb, "stream"))
+    assert f"kernel python: {sys.executable}\n" in text  # the kernel ran on this interpreter (.venv), not another
+    assert text.count("epoch 2, loss") == 2  # both models trained (fast mode: 2 epochs)
+    assert len(outputs(nb, "image/png")) >= 6  # E[h'], the figure, two live curves, side by side, predictions
