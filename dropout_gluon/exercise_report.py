@@ -1,0 +1,128 @@
+"""An exercise's Markdown table and PNG plot, from its summaries (headless: matplotlib's Agg, no pyplot)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+COLUMNS = ("configuration", "test acc, final", "test acc, best (epoch)", "train acc, while training (book)",
+           "train acc, predict mode", "gap (train − test)", "diverged")
+
+
+def pct(mean_std: tuple) -> str:
+    """`(0.8812, 0.0021)` as `88.12 ± 0.21` (percent); a dash when there is no value."""
+    mean, std = mean_std
+    if math.isnan(mean):
+        return "—"
+    return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
+
+
+def _divergences(s: dict) -> str:
+    if not s["diverged"]:
+        return f"0/{s['runs']}"
+    where = ", ".join(f"seed {d['seed']}: {d['kind']} in epoch {d['epoch']}" for d in s["diverged"])
+    return f"{len(s['diverged'])}/{s['runs']} ({where})"
+
+
+def describe(settings: dict) -> str:
+    """One line saying what was run."""
+    seeds = settings["seeds"]
+    if settings["train_size"]:
+        subset = f"first {settings['train_size']} training and {settings['test_size']} test images"
+    else:
+        subset = "all 60000 training and 10000 test images"
+    return (f"{settings['model']} model, {settings['epochs']} epochs, lr {settings['lr']}, batch size "
+            f"{settings['batch_size']}, {subset}; mean ± sample std over {len(seeds)} seeds "
+            f"({', '.join(map(str, seeds))}), accuracies in %")
+
+
+def table(summary: dict, settings: dict) -> str:
+    """The Markdown table of an exercise, one row per configuration."""
+    lines = [f"*{describe(settings)}.*", "", "| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 2) + ["---"]) + "|"]
+    for label, s in summary.items():
+        best_epoch = s["best_epoch"][0]
+        best = pct(s["best_test_acc"]) + ("" if math.isnan(best_epoch) else f" ({best_epoch:.0f})")
+        lines.append("| " + " | ".join([label, pct(s["final_test_acc"]), best, pct(s["final_train_acc"]),
+                                        pct(s["final_train_acc_eval"]), pct(s["gap"]), _divergences(s)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _curve(records: list, field: str) -> tuple:
+    # Mean and std per epoch over the seeds still running at that epoch (a diverged run stops early).
+    length = max(len(r["history"]) for r in records)
+    per_epoch = [[r["history"][i][field] for r in records if len(r["history"]) > i] for i in range(length)]
+    mean = np.array([np.mean(v) for v in per_epoch])
+    std = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in per_epoch])
+    return np.arange(1, length + 1), mean, std
+
+
+def _band(ax, records: list, field: str, color, label: str, style: str = "-") -> None:
+    records = [r for r in records if r["history"]]
+    if not records:
+        return
+    x, mean, std = _curve(records, field)
+    ax.plot(x, mean, style, color=color, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+    for r in records:
+        if r["diverged"]:  # where a seed's run stopped
+            last = r["history"][-1]
+            ax.plot(last["epoch"], last[field], "x", color=color, markersize=9, mew=2)
+
+
+def plot(result, path: Path) -> None:
+    """Curves over epochs with a band over seeds, and the final numbers with error bars (std over seeds)."""
+    colors = [f"C{i}" for i in range(len(result.runs))]
+    fig = Figure(figsize=(13, 4.8), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    title = describe(result.settings)
+    if result.name == "epochs":
+        ax_loss, ax_acc = fig.subplots(1, 2)
+        for color, (label, records) in zip(colors, result.runs.items()):
+            _band(ax_loss, records, "loss", color, label)
+            _band(ax_acc, records, "test_acc", color, f"{label}: test")
+            _band(ax_acc, records, "train_acc", color, f"{label}: train, while training", "--")
+        ax_loss.set_yscale("log")
+        ax_loss.set(xlabel="epoch", ylabel="training loss (log scale)")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy")
+        ax_acc.set_ylim(max(0.0, ax_acc.get_ylim()[0]), 1.0)
+        for ax in (ax_loss, ax_acc):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    else:
+        ax_curve, ax_final = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
+        for color, (label, records) in zip(colors, result.runs.items()):
+            _band(ax_curve, records, "test_acc", color, label)
+        ax_curve.set(xlabel="epoch", ylabel="test accuracy (band: ± std over seeds)")
+        ax_curve.grid(alpha=0.3)
+        ax_curve.legend(fontsize=8)
+        labels = list(result.summary)
+        y = np.arange(len(labels))[::-1]
+        for i, (color, label) in enumerate(zip(colors, labels)):
+            s = result.summary[label]
+            for (mean, std), marker, name in ((s["final_test_acc"], "o", "test"),
+                                              (s["final_train_acc_eval"], "s", "train (predict mode)")):
+                ax_final.errorbar(mean, y[i], xerr=0 if math.isnan(std) else std, fmt=marker, color=color,
+                                  mfc=color if marker == "o" else "white", capsize=4,
+                                  label=name if i == 0 else None)
+        ax_final.set_yticks(y)
+        ax_final.set_yticklabels(labels, fontsize=8)
+        ax_final.set(xlabel="final accuracy (error bar: ± std over seeds)")
+        ax_final.grid(alpha=0.3)
+        ax_final.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{result.name}: {title}", fontsize=9)
+    fig.savefig(path, dpi=110)
+
+
+def write_report(result) -> None:
+    """Write `<name>.md` and `<name>.png` next to each other; fill in `result.table` and `result.plots`."""
+    folder = Path(result.table_path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    result.table = table(result.summary, result.settings)
+    result.table_path.write_text(f"## {result.name}\n\n{result.table}")
+    png = folder / f"{result.name}.png"
+    plot(result, png)
+    result.plots = [png]

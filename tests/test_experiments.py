@@ -1,0 +1,202 @@
+"""The exercises' machinery: quick mode end to end, resume, divergence as an outcome, weight decay."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+
+import numpy as np
+import pytest
+from mxnet import autograd
+
+from dropout_gluon import data, experiments, run
+from dropout_gluon.exercise_report import pct, table
+from dropout_gluon.trainer import train_ch3
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One run cache for the quick exercises, so an arm two exercises share is trained once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def subset_iters(arrays, n: int = 2000, m: int = 500, batch_size: int = 256, shuffle: bool = True) -> tuple:
+    train_images, train_labels, test_images, test_labels = arrays
+    return (data.DataIter(train_images[:n], train_labels[:n], batch_size, shuffle=shuffle),
+            data.DataIter(test_images[:m], test_labels[:m], batch_size, shuffle=False),
+            data.DataIter(train_images[:n], train_labels[:n], batch_size, shuffle=False))
+
+
+def strip_seconds(records: list) -> list:
+    """Records without the wall-clock times, which differ between two identical runs."""
+    return [dict(r, seconds=None, history=[dict(e, seconds=None) for e in r["history"]]) for r in records]
+
+
+@pytest.mark.parametrize("name", experiments.EXERCISES)
+def test_quick_exercise_writes_table_and_plot(name, real_data, shared_cache, tmp_path):
+    result = experiments.run_exercise(name, quick=True, epochs=2, out_dir=tmp_path, cache_dir=shared_cache,
+                                      progress=False, arrays=real_data)
+    settings, arms, _ = experiments.plan(name, quick=True, epochs=2)
+    labels = [label for label, _ in arms]
+    assert list(result.summary) == labels == list(result.runs)
+    assert result.settings == settings and settings["seeds"] == list(experiments.QUICK["seeds"])
+    for label in labels:
+        s = result.summary[label]
+        assert s["runs"] == len(settings["seeds"]) and s["finished"] + len(s["diverged"]) == s["runs"]
+        for field in ("final_test_acc", "best_test_acc", "final_train_acc", "final_train_acc_eval", "gap"):
+            mean, std = s[field]
+            assert -1 <= mean <= 1 and std >= 0, (label, field, s[field])
+        assert all(len(r["history"]) == 2 for r in result.runs[label])
+        assert [r["config"]["seed"] for r in result.runs[label]] == settings["seeds"]
+        assert all(r["config"]["train_size"] == experiments.QUICK["train_size"] for r in result.runs[label])
+        assert f"| {label} | {pct(s['final_test_acc'])} |" in result.table
+    assert result.table_path == tmp_path / f"{name}.md"
+    assert result.table in result.table_path.read_text()
+    assert result.plots == [tmp_path / f"{name}.png"]
+    assert result.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_interrupted_sweep_resumes_without_recomputing(real_data, tmp_path):
+    kwargs = dict(quick=True, seeds=1, epochs=1, out_dir=tmp_path / "out", progress=False, arrays=real_data)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(record):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        experiments.run_exercise("swap", cache_dir=tmp_path / "cache", after_run=stop, **kwargs)
+    stored = list((tmp_path / "cache").iterdir())
+    assert len(stored) == 1 and stored[0].suffix == ".json"  # the finished run, and no temp file
+    first = json.loads(stored[0].read_text())
+
+    computed = []
+    resumed = experiments.run_exercise("swap", cache_dir=tmp_path / "cache", after_run=computed.append, **kwargs)
+    assert len(computed) == 2 and first["key"] not in [r["key"] for r in computed]
+    assert resumed.runs["0.2, 0.5 (chapter)"][0] == first  # reused as stored, not retrained
+
+    again = []
+    rerun = experiments.run_exercise("swap", cache_dir=tmp_path / "cache", after_run=again.append, **kwargs)
+    assert again == [] and rerun.summary == resumed.summary and rerun.table == resumed.table
+
+    # The same sweep uninterrupted, in a fresh cache, gives the same numbers: resuming changed nothing.
+    fresh = experiments.run_exercise("swap", cache_dir=tmp_path / "fresh", **kwargs)
+    for label in fresh.runs:
+        assert strip_seconds(fresh.runs[label]) == strip_seconds(resumed.runs[label])
+
+
+def test_divergence_is_an_outcome_and_the_sweep_goes_on(real_data, tmp_path):
+    base = experiments.RunConfig(drop_prob1=0.0, drop_prob2=0.0, num_epochs=2, train_size=2000, test_size=500)
+    huge = dataclasses.replace(base, lr=1e4)
+    scratch = dataclasses.replace(base, model="scratch", lr=100.0)
+    records = experiments.sweep([huge, scratch, base], cache_dir=tmp_path, arrays=real_data, progress=False)
+    for config in (huge, scratch):
+        record = records[config.key()]
+        assert record["diverged"]["kind"] in ("non-finite", "exploding", "collapsed")
+        assert record["diverged"]["epoch"] == 1 and record["final_train_acc_eval"] is None
+        assert isinstance(record["history"], list)  # the epochs before it are kept (none here)
+    assert records[base.key()]["diverged"] is None and len(records[base.key()]["history"]) == 2
+
+    summary = experiments.summarize([records[huge.key()]])
+    assert summary["finished"] == 0 and len(summary["diverged"]) == 1
+    assert np.isnan(summary["final_test_acc"][0])
+    settings = experiments.plan("swap", quick=True)[0]
+    assert "| diverging | — |" in table({"diverging": summary}, settings)
+    assert "1/1 (seed 0: non-finite in epoch 1)" in table({"diverging": summary}, settings)
+    # Stored like any other run: a rerun does not train it again.
+    again = []
+    experiments.sweep([huge], cache_dir=tmp_path, arrays=real_data, progress=False, after_run=again.append)
+    assert again == []
+
+
+def train_weights(config: experiments.RunConfig, arrays) -> list:
+    """The trained weight matrices W1, W2, W3 (as numpy, shaped (in, out)) of one run."""
+    run.set_seed(config.seed)
+    net, params, trainer, loss = experiments.build(config)
+    train_iter, test_iter, _ = subset_iters(arrays)
+    train_ch3(net, train_iter, test_iter, loss, config.num_epochs, config.batch_size, params,
+              None if trainer else config.lr, trainer, log=None)
+    if config.model == "scratch":
+        return [w.asnumpy() for w in params[0::2]]
+    return [p.data().asnumpy().T for p in net.collect_params(".*weight").values()]
+
+
+@pytest.mark.parametrize("model", ["gluon", "scratch"])
+def test_weight_decay_shrinks_the_trained_weights(model, real_data):
+    config = experiments.RunConfig(model=model, num_epochs=2, seed=3)
+    plain = train_weights(config, real_data)
+    decayed = train_weights(dataclasses.replace(config, wd=0.05), real_data)
+    norm = [sum(float((w ** 2).sum()) for w in ws) for ws in (plain, decayed)]
+    assert norm[1] < 0.8 * norm[0], norm  # equal norms would mean wd was ignored
+
+
+def test_scratch_l2_term_equals_gluon_weight_decay(real_data):
+    # Same initial weights, no dropout, no shuffling: Gluon's wd and the book's L2 term take the same steps.
+    nets = {}
+    for model in ("gluon", "scratch"):
+        config = experiments.RunConfig(model=model, drop_prob1=0.0, drop_prob2=0.0, wd=0.01, seed=0)
+        nets[model] = experiments.build(config)
+    gluon_net, scratch_params = nets["gluon"][0], nets["scratch"][1]
+    train_iter, test_iter, _ = subset_iters(real_data, n=1024, shuffle=False)
+    with autograd.predict_mode():
+        gluon_net(next(iter(train_iter))[0])  # finish Gluon's deferred initialisation
+    for i, param in enumerate(gluon_net.collect_params().values()):
+        value = param.data()
+        scratch_params[i][:] = value.T if value.ndim == 2 else value
+    for net, params, trainer, loss in nets.values():
+        train_ch3(net, train_iter, test_iter, loss, 2, 256, params, None if trainer else 0.5, trainer, log=None)
+    trained = [p.data().asnumpy() for p in gluon_net.collect_params().values()]
+    for mine, theirs in zip(scratch_params, trained):
+        np.testing.assert_allclose(mine.asnumpy(), theirs.T if theirs.ndim == 2 else theirs, atol=2e-6)
+
+
+def test_a_run_matches_train_gluon(real_data):
+    # The chapter's configuration through the sweep trains exactly what run.train_gluon trains.
+    iters = subset_iters(real_data)
+    config = experiments.RunConfig(num_epochs=2, seed=5)
+    record = experiments.train_run(config, iters)
+    _, history = run.train_gluon(2, seed=5, data_iters=iters[:2], log=None)
+    assert [(e["loss"], e["train_acc"], e["test_acc"]) for e in record["history"]] == \
+        [(e.loss, e.train_acc, e.test_acc) for e in history]
+
+
+def test_config_key_and_bad_input():
+    a, b = experiments.RunConfig(wd=0), experiments.RunConfig(wd=0.0)
+    assert a.key() == b.key() and a.key() != experiments.RunConfig(seed=1).key()
+    for bad in (dict(model="torch"), dict(wd=-1.0), dict(wd=float("nan")), dict(drop_prob1=1.0),
+                dict(num_hiddens=0), dict(train_size=0), dict(lr=0), dict(seed=-1)):
+        with pytest.raises(ValueError):
+            experiments.RunConfig(**bad)
+    with pytest.raises(ValueError, match="unknown exercise"):
+        experiments.plan("dropconnect")
+    for seeds in (0, [], [0.5], "ab"):
+        with pytest.raises(ValueError, match="seeds"):
+            experiments.plan("swap", seeds=seeds)
+    assert experiments.plan("swap", seeds=4)[0]["seeds"] == [0, 1, 2, 3]
+    assert experiments.plan("epochs")[0]["epochs"] == experiments.DEFAULT_EPOCHS["epochs"]
+
+
+def test_progress_shows_runs_done_and_eta():
+    out = io.StringIO()
+    bar = experiments.Progress(total=4, done=1, work=3.0, stream=out)
+    bar.update("run a", 1.0)
+    bar.update("run b", 1.0)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[############............] 2/4 runs") and "ETA" in lines[0]
+    assert "3/4 runs" in lines[1] and lines[1].endswith("run b")
+
+
+def test_command_line(real_data, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    experiments.add_exercise_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["exercise", "swap", "--quick", "--seeds", "1", "--epochs", "1",
+                              "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
+                              "--no-progress"])
+    experiments.cmd_exercise(args)
+    out = capsys.readouterr().out
+    assert "| 0.5, 0.2 (swapped) |" in out and f"wrote {tmp_path / 'out' / 'swap.md'}" in out
+    assert (tmp_path / "out" / "swap.png").is_file()
