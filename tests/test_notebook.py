@@ -44,4 +44,4 @@ def test_notebook_runs_end_to_end(real_data, monkeypatch):
     text = "".join(outputs(nb, "stream"))
     assert f"kernel python: {sys.executable}\n" in text  # the kernel ran on this interpreter (.venv), not another
     assert text.count("epoch 2, loss") == 2  # both models trained (fast mode: 2 epochs)
-    assert len(outputs(nb, "image/png")) >= 6  # E[h'], the figure, two live curves, side by side, predictions
+    assert len(outputs(nb, "image/png")) >= 10  # E[h'], figure, 2 live curves, side by side, predictions, 4 exercises
