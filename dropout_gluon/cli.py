@@ -1,27 +1,47 @@
-"""Command line: `dropout-gluon train` (the chapter's main job) and `dropout-gluon data`."""
+"""The command line: `dropout-gluon train | predict | data` (also `python -m dropout_gluon ...`)."""
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
 import sys
+from pathlib import Path
 
 from . import data, run
 from .gluon_net import check_gluon_drop_prob
+from .persist import ModelFileError, load_model, save_history, save_model, write_text
 from .scratch import check_drop_prob
-from .trainer import TrainingDiverged
+from .trainer import History, TrainingDiverged
 
 EXAMPLES = """examples:
-  dropout-gluon train                      both models, the chapter's hyperparameters
-  dropout-gluon train --model gluon --epochs 10 --drop-prob1 0.5 --drop-prob2 0.2
-  dropout-gluon data status                where the dataset is found and whether it verifies
+  dropout-gluon train                          both models, the chapter's hyperparameters, outputs in runs/
+  dropout-gluon train --model gluon --epochs 10 --drop-prob1 0.5 --drop-prob2 0.2 --out runs/swapped
+  dropout-gluon predict --params runs/swapped/gluon/model.params --n 10
+  dropout-gluon data status                    where the dataset is found and whether each file verifies
 """
+MODELS = {"scratch": ("from scratch", run.train_scratch), "gluon": ("Gluon", run.train_gluon)}
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported in one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what was wrong, and where to look), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dropout-gluon", epilog=EXAMPLES,
+    parser = Parser(prog="dropout-gluon", epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="The Dropout chapter of Dive into Deep Learning, runnable.")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train the chapter's models, printing the book's lines")
+
+    train = sub.add_parser("train", help="train the chapter's models, printing the book's lines",
+                           epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--model", choices=["scratch", "gluon", "both"], default="both")
     train.add_argument("--epochs", type=int, default=run.num_epochs)
     train.add_argument("--lr", type=float, default=run.lr)
@@ -30,29 +50,153 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--drop-prob2", type=float, default=run.drop_prob2)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--data-dir", default=None, help=f"folder with the four files (or set {data.ENV_VAR})")
+    train.add_argument("--out", default=None, help="folder for history, plot, parameters and configuration "
+                                                   "(default: a new folder under runs/)")
     train.add_argument("--loader", choices=["memory", "gluon"], default="memory",
                        help="'gluon' is the book's DataLoader pipeline (slower)")
-    status = sub.add_parser("data", help="find and verify Fashion-MNIST (fetch: download what is missing)")
-    status.add_argument("action", nargs="?", choices=["status", "fetch"], default="status")
+    train.add_argument("--ctx", choices=["cpu", "gpu"], default="cpu")
+
+    predict = sub.add_parser("predict", help="test accuracy and a picture of predictions of a saved model")
+    predict.add_argument("--params", required=True, help="a model.params written by 'dropout-gluon train'")
+    predict.add_argument("--n", type=int, default=10, help="how many test images to show (1-100)")
+    predict.add_argument("--out", default=None, help="the PNG to write (default: predictions.png beside --params)")
+    predict.add_argument("--data-dir", default=None)
+    predict.add_argument("--ctx", choices=["cpu", "gpu"], default="cpu")
+
+    status = sub.add_parser("data", help="find and verify Fashion-MNIST; 'fetch' downloads what is missing")
+    status.add_argument("action", nargs="?", choices=["status", "verify", "fetch"], default="status")
     status.add_argument("--data-dir", default=None, help=f"folder with the four files (or set {data.ENV_VAR})")
     return parser.parse_args(argv)
 
 
+def get_ctx(name: str):
+    """The MXNet context for --ctx, or a UsageError saying why a GPU cannot be used."""
+    import mxnet as mx
+
+    if name == "cpu":
+        return mx.cpu()
+    if mx.context.num_gpus() == 0:
+        raise UsageError("--ctx gpu: this MXNet sees no GPU (a CPU-only build, or no CUDA device); "
+                         "install a CUDA build of MXNet 1.9.1 (e.g. mxnet-cu112) or use --ctx cpu")
+    return mx.gpu()
+
+
+def make_out_dir(out: str | None) -> Path:
+    """Create the output folder (default: a new one under runs/) and check that it can be written."""
+    if out is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path, k = Path("runs") / stamp, 1
+        while path.exists():
+            k += 1
+            path = Path("runs") / f"{stamp}-{k}"
+    else:
+        path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        write_text(path / ".write-test", "")
+        (path / ".write-test").unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to --out {path}: {e.strerror}; choose another folder") from None
+    return path
+
+
+class Progress:
+    """A tqdm bar over the batches of each pass through `data_iter` (only when stderr is a terminal)."""
+
+    def __init__(self, data_iter, desc: str):
+        self.data_iter, self.desc = data_iter, desc
+
+    def __len__(self) -> int:
+        return len(self.data_iter)
+
+    def __iter__(self):
+        from mxnet import nd
+        from tqdm import tqdm
+
+        with tqdm(total=len(self.data_iter), desc=self.desc, unit="batch", leave=False) as bar:
+            for i, batch in enumerate(self.data_iter):
+                yield batch
+                # MXNet computes asynchronously: without an occasional wait the bar would fill at once,
+                # then sit still while the queued work runs.
+                if i % 10 == 9:
+                    nd.waitall()
+                bar.update(1)
+
+
 def cmd_train(args) -> None:
-    models = {"scratch": ("from scratch", run.train_scratch), "gluon": ("Gluon", run.train_gluon)}
     names = ["scratch", "gluon"] if args.model == "both" else [args.model]
-    # Every argument is checked before the first model trains, not after it.
+    # Every argument is checked before anything is read, trained or written.
     run.check_hyperparams(args.epochs, args.lr, args.batch_size)
     check = check_gluon_drop_prob if "gluon" in names else check_drop_prob
     check(args.drop_prob1, "drop_prob1")
     check(args.drop_prob2, "drop_prob2")
+    ctx = get_ctx(args.ctx)
+    train_iter, test_iter = data.load_data_fashion_mnist(args.batch_size, root=args.data_dir, loader=args.loader)
+    out = make_out_dir(args.out)
+    histories = {}
     for name in names:
-        title, train = models[name]
+        title, train = MODELS[name]
+        folder = out / name
+        folder.mkdir(exist_ok=True)
+        config = {"model": name, "num_epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                  "drop_prob1": args.drop_prob1, "drop_prob2": args.drop_prob2, "seed": args.seed,
+                  "data_dir": args.data_dir, "loader": args.loader, "ctx": str(ctx)}
+        write_text(folder / "config.json", json.dumps(config, indent=1) + "\n")
         print(f"# {title}: epochs {args.epochs}, lr {args.lr}, batch size {args.batch_size}, "
               f"drop_prob1 {args.drop_prob1}, drop_prob2 {args.drop_prob2}, seed {args.seed}", flush=True)
-        _, history = train(args.epochs, args.lr, args.batch_size, args.drop_prob1, args.drop_prob2,
-                           seed=args.seed, root=args.data_dir, loader=args.loader)
-        print(f"# {title}: {sum(history.column('seconds')):.1f} s", flush=True)
+        iters = ((Progress(train_iter, f"{title} train"), test_iter) if sys.stderr.isatty()
+                 else (train_iter, test_iter))
+        done = []  # the finished epochs, on disk after each one: a stopped run keeps them
+
+        def on_epoch(epoch, folder=folder, done=done):
+            done.append(epoch)
+            save_history(History(done), folder)
+
+        try:
+            net, history = train(args.epochs, args.lr, args.batch_size, args.drop_prob1, args.drop_prob2,
+                                 seed=args.seed, data_iters=iters, on_epoch=on_epoch, log=_print_flush)
+        except (TrainingDiverged, KeyboardInterrupt) as e:
+            save_history(History(done), folder)  # also when no epoch finished: an empty table, not nothing
+            e.out = folder  # main() says where the finished epochs went
+            raise
+        save_model(net, folder / "model.params")
+        from .plots import plot_history
+
+        plot_history({title: history}, folder / "curves.png")
+        histories[title] = history
+        print(f"# {title}: {sum(history.column('seconds')):.1f} s; history, curves.png, model.params and "
+              f"config.json in {folder}", flush=True)
+    if len(histories) > 1:
+        from .plots import plot_history
+
+        print(f"# both models' curves: {plot_history(histories, out / 'curves.png')}")
+
+
+def _print_flush(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_predict(args) -> None:
+    if not 1 <= args.n <= 100:
+        raise UsageError(f"--n must be between 1 and 100, got {args.n}")
+    ctx = get_ctx(args.ctx)
+    params = Path(args.params)
+    out = Path(args.out) if args.out else params.parent / "predictions.png"
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise UsageError(f"cannot write --out {out}: its folder does not exist or is not writable")
+    net, kind = load_model(params, ctx)
+    from .trainer import evaluate_accuracy
+
+    _, test_iter = data.load_data_fashion_mnist(256, root=args.data_dir)
+    acc = evaluate_accuracy(test_iter, net)
+    n_test = sum(y.size for _, y in test_iter)
+    print(f"{kind} model {params}: test acc {acc:.4f} ({round(acc * n_test)}/{n_test})")
+    X, y = next(iter(data.load_data_fashion_mnist(args.n, root=args.data_dir)[1]))
+    preds = net(X.as_in_context(ctx)).argmax(axis=1).asnumpy().astype(int)
+    from .plots import show_predictions
+
+    path = show_predictions(X.asnumpy()[:, 0], y.asnumpy().astype(int), preds, out)
+    print(f"predictions for {args.n} test images: {path}")
 
 
 def cmd_data(args) -> None:
@@ -63,15 +207,17 @@ def cmd_data(args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data}
     try:
-        {"train": cmd_train, "data": cmd_data}[args.command](args)
-    except (ValueError, data.DataError) as e:
+        commands[args.command](args)
+    except (ValueError, UsageError, data.DataError, ModelFileError) as e:
         print(f"dropout-gluon: error: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
-        print(f"dropout-gluon: {e}", file=sys.stderr)
+        print(f"dropout-gluon: {e}; the history of the epochs before is in {e.out}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("dropout-gluon: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        where = f"; the finished epochs' history is in {e.out}" if getattr(e, "out", None) else ""
+        print(f"dropout-gluon: interrupted{where}", file=sys.stderr)
         return 130
     return 0

@@ -209,7 +209,8 @@ def fetch(name: str, dest: Path, *, files: dict = FILES, urls: Sequence[str] | N
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-    raise DataError(f"could not download {name} ({errors[-1]}, after {retries} tries); {HOW_TO_FIX}")
+    last = f"{errors[-1]}, after {retries} tries" if errors else "no mirror to download from"
+    raise DataError(f"could not download {name} ({last}); {HOW_TO_FIX}")
 
 
 def load_arrays(root=None, *, download: bool = True) -> tuple:

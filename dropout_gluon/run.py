@@ -48,21 +48,21 @@ def _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader):
 def train_scratch(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
                   drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
                   seed: int | None = 0, root=None, loader: str = "memory", data_iters: tuple | None = None,
-                  log=print) -> tuple:
+                  log=print, on_epoch=None) -> tuple:
     """Train a fresh from-scratch `net`; return `(net, history)`. The same seed gives the same history."""
     check_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
     check_drop_prob(drop_prob2, "drop_prob2")
     train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader)
     net = ScratchNet(drop_prob1, drop_prob2)
     history = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
-                        batch_size, net.params, lr, log=log)
+                        batch_size, net.params, lr, log=log, on_epoch=on_epoch)
     return net, history
 
 
 def train_gluon(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
                 drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
                 seed: int | None = 0, root=None, loader: str = "memory", data_iters: tuple | None = None,
-                log=print) -> tuple:
+                log=print, on_epoch=None) -> tuple:
     """Train a fresh Gluon `nn.Sequential` with `nn.Dropout`; return `(net, history)`."""
     check_gluon_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
     check_gluon_drop_prob(drop_prob2, "drop_prob2")
@@ -70,5 +70,5 @@ def train_gluon(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = 
     net = get_net(drop_prob1, drop_prob2)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
     history: History = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
-                                 batch_size, None, None, trainer, log=log)
+                                 batch_size, None, None, trainer, log=log, on_epoch=on_epoch)
     return net, history

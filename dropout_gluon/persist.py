@@ -1,0 +1,106 @@
+"""Saving and loading what a run produces: models (either kind), histories, all written atomically."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import mxnet as mx
+from mxnet import nd
+
+from .gluon_net import get_net
+from .scratch import ScratchNet, num_inputs, num_outputs
+from .trainer import History
+
+SCRATCH_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3"]
+
+
+class ModelFileError(Exception):
+    """A parameters file that is missing, unreadable, truncated, or not one of this project's models."""
+
+
+def atomic_write(path: os.PathLike | str, write: Callable[[str], None]) -> Path:
+    """Call `write(tmp_path)`, then rename the temp file to `path`: readers see the old file or the new, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give the usual permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_text(path: os.PathLike | str, text: str) -> Path:
+    """Write `text` to `path` atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def save_history(history: History, folder: Path) -> None:
+    """`history.json` and `history.csv` in `folder`, one row an epoch."""
+    rows = [e._asdict() for e in history]
+    write_text(folder / "history.json", json.dumps(rows, indent=1) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]._fields) if history else ["epoch"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(folder / "history.csv", buffer.getvalue())
+
+
+def save_model(net, path: os.PathLike | str) -> Path:
+    """Save a model's parameters: Gluon's `save_parameters`, or the scratch model's six arrays by name."""
+    if isinstance(net, ScratchNet):
+        arrays = dict(zip(SCRATCH_NAMES, net.params))
+        return atomic_write(path, lambda tmp: nd.save(tmp, arrays))
+    return atomic_write(path, net.save_parameters)
+
+
+def load_model(path: os.PathLike | str, ctx=None):
+    """Load a model saved by `save_model`, telling the kind from the names inside; returns `(net, kind)`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"no parameters file at {path}; pass the model.params that 'dropout-gluon train' wrote")
+    try:
+        arrays = nd.load(str(path))
+    except mx.base.MXNetError:
+        raise ModelFileError(f"{path} is not a readable MXNet parameters file (truncated or another format); "
+                             f"train again with 'dropout-gluon train'") from None
+    if not isinstance(arrays, dict):
+        raise ModelFileError(f"{path} holds unnamed arrays, not a model saved by dropout-gluon")
+    if sorted(arrays) == sorted(SCRATCH_NAMES):
+        kind, shapes = "scratch", [arrays[name].shape for name in SCRATCH_NAMES]
+    elif len(arrays) == 6 and all(k.endswith((".weight", ".bias")) for k in arrays):
+        kind = "gluon"
+        weights = [arrays[k] for k in sorted(arrays) if k.endswith(".weight")]
+        biases = [arrays[k] for k in sorted(arrays) if k.endswith(".bias")]
+        # Gluon stores a Dense weight as (out, in); line it up with the scratch layout (in, out).
+        shapes = [s for w, b in zip(weights, biases) for s in (w.shape[::-1], b.shape)]
+    else:
+        raise ModelFileError(f"{path} holds {', '.join(sorted(arrays)) or 'nothing'}: neither the scratch "
+                             f"model's W1 ... b3 nor the Gluon model's three Dense layers")
+    n1 = shapes[0][1] if len(shapes[0]) == 2 else -1
+    n2 = shapes[2][1] if len(shapes[2]) == 2 else -1
+    expected = [(num_inputs, n1), (n1,), (n1, n2), (n2,), (n2, num_outputs), (num_outputs,)]
+    if n1 < 1 or n2 < 1 or shapes != expected:
+        raise ModelFileError(f"{path} has shapes {shapes}, which do not fit the chapter's MLP "
+                             f"(784 inputs, two hidden layers, 10 outputs)")
+    if kind == "scratch":
+        params = [arrays[name].as_in_context(ctx or mx.cpu()) for name in SCRATCH_NAMES]
+        for param in params:
+            param.attach_grad()
+        return ScratchNet(params=params), kind
+    net = get_net(num_hiddens1=n1, num_hiddens2=n2)
+    try:
+        net.load_parameters(str(path), ctx=ctx)
+    except (AssertionError, mx.base.MXNetError, ValueError) as e:
+        raise ModelFileError(f"{path} does not load into the Gluon model: {str(e).splitlines()[0]}") from None
+    return net, kind

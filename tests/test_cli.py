@@ -1,0 +1,162 @@
+"""The command line, run as a subprocess: bad input, saved models, divergence and Ctrl-C."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from mxnet import nd
+
+from dropout_gluon import data
+from dropout_gluon.cli import Progress
+from dropout_gluon.data import DataIter
+
+# Runs the CLI with the system's data folders pointed elsewhere, so "no data" can be tested on a machine
+# that has it (the subprocess cannot see pytest's monkeypatch).
+ISOLATED = ("import pathlib, sys; import dropout_gluon.data as d; d.DEBIAN_DIR = pathlib.Path(sys.argv[1]); "
+            "d.mirrors = lambda: []; from dropout_gluon.cli import main; sys.exit(main(sys.argv[2:]))")
+
+
+def cli(*args, isolated=None) -> subprocess.CompletedProcess:
+    command, env = [sys.executable, "-m", "dropout_gluon"], None
+    if isolated:
+        command = [sys.executable, "-c", ISOLATED, str(isolated)]
+        env = {**os.environ, "MXNET_HOME": str(isolated), data.ENV_VAR: ""}
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, check=False, env=env)
+
+
+def assert_one_line_error(result, *words):
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--drop-prob1", "1.5"], ["drop_prob1", "[0, 1]", "1.5"]),
+    (["--drop-prob2", "nan"], ["drop_prob2", "nan"]),
+    (["--drop-prob1", "-0.1"], ["drop_prob1", "-0.1"]),
+    (["--model", "gluon", "--drop-prob2", "1"], ["below 1", "NaN"]),
+    (["--model", "scratch", "--drop-prob2", "1", "--epochs", "0"], ["num_epochs", ">= 1"]),
+    (["--batch-size", "0"], ["batch_size"]),
+    (["--lr", "0"], ["lr must be"]),
+    (["--lr", "nan"], ["lr must be"]),
+    (["--lr", "inf"], ["lr must be"]),
+    (["--model", "mlp"], ["invalid choice: 'mlp'"]),
+    (["--epochs", "two"], ["invalid int value"]),
+    (["--ctx", "gpu"], ["no GPU", "--ctx cpu"]),
+])
+def test_bad_training_input(tmp_path, args, words):
+    result = cli("train", "--out", tmp_path / "out", *args)
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_out_that_cannot_be_written(tmp_path, real_data):
+    (tmp_path / "a-file").write_text("")
+    result = cli("train", "--epochs", "1", "--out", tmp_path / "a-file" / "out")
+    assert_one_line_error(result, "cannot write to --out")
+
+
+def test_missing_and_corrupt_data(tmp_path):
+    result = cli("train", isolated=tmp_path / "empty")
+    assert_one_line_error(result, "not found", "apt-get install dataset-fashion-mnist")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    result = cli("train", "--data-dir", tmp_path / "mine", "--out", tmp_path / "out", isolated=tmp_path / "empty")
+    assert_one_line_error(result, "train-images-idx3-ubyte.gz is a truncated or damaged gzip file")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, real_data):
+    """One epoch of both models through the CLI, on the real data."""
+    out = tmp_path_factory.mktemp("run")
+    result = cli("train", "--epochs", "1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_train_writes_everything(trained):
+    out, stdout = trained
+    assert stdout.count("epoch 1, loss") == 2 and str(out) in stdout
+    for model in ("scratch", "gluon"):
+        folder = out / model
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "config.json", "curves.png", "history.csv", "history.json", "model.params"]
+        history = json.loads((folder / "history.json").read_text())
+        assert [e["epoch"] for e in history] == [1] and 0.5 < history[0]["test_acc"] < 1
+        assert (folder / "history.csv").read_text().splitlines()[0] == "epoch,loss,train_acc,test_acc,seconds"
+        assert json.loads((folder / "config.json").read_text())["drop_prob2"] == 0.5
+        assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "curves.png").is_file()
+
+
+@pytest.mark.parametrize("model", ["scratch", "gluon"])
+def test_saved_model_predicts_the_same_accuracy(trained, model):
+    out, _ = trained
+    test_acc = json.loads((out / model / "history.json").read_text())[-1]["test_acc"]
+    result = cli("predict", "--params", out / model / "model.params", "--n", "6")
+    assert result.returncode == 0, result.stderr
+    assert f"{model} model" in result.stdout and f"({round(test_acc * 10000)}/10000)" in result.stdout
+    assert (out / model / "predictions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_parameter_files(tmp_path, trained):
+    out, _ = trained
+    text = tmp_path / "notes.params"
+    text.write_text("not parameters")
+    truncated = tmp_path / "truncated.params"
+    truncated.write_bytes((out / "gluon" / "model.params").read_bytes()[:5000])
+    other = tmp_path / "other.params"
+    nd.save(str(other), {"weight": nd.ones(3)})
+    shapes = tmp_path / "shapes.params"
+    nd.save(str(shapes), {"W1": nd.ones((784, 8)), "b1": nd.ones(8), "W2": nd.ones((9, 8)), "b2": nd.ones(8),
+                          "W3": nd.ones((8, 10)), "b3": nd.ones(10)})
+    for path, words in [(tmp_path / "missing.params", ["no parameters file"]),
+                        (text, ["not a readable MXNet parameters file"]),
+                        (truncated, ["not a readable MXNet parameters file"]),
+                        (other, ["neither the scratch model's", "weight"]),
+                        (shapes, ["do not fit the chapter's MLP"])]:
+        assert_one_line_error(cli("predict", "--params", path, "--out", tmp_path / "p.png"), *words)
+    assert not (tmp_path / "p.png").exists()
+    assert_one_line_error(cli("predict", "--params", out / "gluon" / "model.params", "--n", "0"), "--n must be")
+
+
+def test_divergence_stops_with_advice_and_keeps_history(tmp_path, real_data):
+    result = cli("train", "--model", "scratch", "--epochs", "3", "--lr", "1e30", "--out", tmp_path)
+    assert result.returncode == 3
+    assert "diverged in epoch 1" in result.stderr and "smaller learning rate" in result.stderr
+    assert json.loads((tmp_path / "scratch" / "history.json").read_text()) == []
+    assert not (tmp_path / "scratch" / "model.params").exists()
+
+
+def test_ctrl_c_keeps_finished_epochs_and_no_partial_files(tmp_path, real_data):
+    process = subprocess.Popen([sys.executable, "-m", "dropout_gluon", "train", "--model", "gluon",
+                                "--epochs", "50", "--out", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    for line in process.stdout:
+        if line.startswith("epoch 2,") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and str(tmp_path / "gluon") in stderr
+    history = json.loads((tmp_path / "gluon" / "history.json").read_text())
+    assert len(history) >= 2 and [e["epoch"] for e in history] == list(range(1, len(history) + 1))
+    leftovers = [p.name for p in (tmp_path / "gluon").iterdir() if p.name.startswith(".")]
+    assert leftovers == [] and not (tmp_path / "gluon" / "model.params").exists()
+
+
+def test_progress_passes_every_batch_through():
+    images, labels = np.zeros((50, 28, 28), np.uint8), np.arange(50) % 10
+    data_iter = DataIter(images, labels, 8, shuffle=False)
+    progress = Progress(data_iter, "test")
+    assert len(progress) == 7
+    assert [y.asnumpy().tolist() for _, y in progress] == [y.asnumpy().tolist() for _, y in data_iter]
