@@ -8,6 +8,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .persist import atomic_write, write_text
+
 COLUMNS = ("configuration", "test acc, final", "test acc, best (epoch)", "train acc, while training (book)",
            "train acc, predict mode", "gap (train − test)", "diverged")
 
@@ -114,7 +116,7 @@ def plot(result, path: Path) -> None:
         ax_final.grid(alpha=0.3)
         ax_final.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"{result.name}: {title}", fontsize=9)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def write_report(result) -> None:
@@ -122,7 +124,7 @@ def write_report(result) -> None:
     folder = Path(result.table_path).parent
     folder.mkdir(parents=True, exist_ok=True)
     result.table = table(result.summary, result.settings)
-    result.table_path.write_text(f"## {result.name}\n\n{result.table}")
+    write_text(result.table_path, f"## {result.name}\n\n{result.table}")
     png = folder / f"{result.name}.png"
     plot(result, png)
     result.plots = [png]

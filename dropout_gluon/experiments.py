@@ -12,7 +12,6 @@ import math
 import numbers
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,6 +22,7 @@ from mxnet.gluon import loss as gloss
 
 from . import data, run
 from .gluon_net import check_gluon_drop_prob, get_net
+from .persist import write_text
 from .scratch import ScratchNet, check_drop_prob, init_params, num_inputs, num_outputs
 from .trainer import Epoch, TrainingDiverged, evaluate_accuracy, train_ch3
 
@@ -179,14 +179,7 @@ class RunCache:
 
     def put(self, config: RunConfig, record: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{config.key()}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f, indent=1)
-            os.replace(tmp, self.path(config))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_text(self.path(config), json.dumps(record, indent=1) + "\n")
 
 
 def _work(config: RunConfig) -> float:
@@ -412,10 +405,12 @@ def cmd_exercise(args) -> None:
     """Run the exercise(s) named in `args` and print each table with the files written."""
     kwargs = dict(quick=args.quick, seeds=args.seeds, epochs=args.epochs, out_dir=args.out,
                   cache_dir=args.cache, progress=args.progress, model=args.model, root=args.data_dir)
-    if args.name == "all":
-        results = run_all(**kwargs)
-    else:
-        results = {args.name: run_exercise(args.name, **kwargs)}
+    try:
+        results = run_all(**kwargs) if args.name == "all" else {args.name: run_exercise(args.name, **kwargs)}
+    except KeyboardInterrupt:
+        print(f"dropout-gluon: finished runs are kept in {args.cache}; the same command resumes from there",
+              file=sys.stderr)
+        raise
     for result in results.values():
         print(result.table)
         print(f"wrote {result.table_path} and {', '.join(map(str, result.plots))}\n", flush=True)
