@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from .persist import atomic_write, write_text
 
 COLUMNS = ("configuration", "test acc, final", "test acc, best (epoch)", "train acc, while training (book)",
-           "train acc, predict mode", "gap (train − test)", "diverged")
+           "train acc, predict mode", "gap (train − test)", "loss spiked", "diverged")
 
 
 def pct(mean_std: tuple) -> str:
@@ -49,14 +49,19 @@ def table(summary: dict, settings: dict) -> str:
         best_epoch = s["best_epoch"][0]
         best = pct(s["best_test_acc"]) + ("" if math.isnan(best_epoch) else f" ({best_epoch:.0f})")
         lines.append("| " + " | ".join([label, pct(s["final_test_acc"]), best, pct(s["final_train_acc"]),
-                                        pct(s["final_train_acc_eval"]), pct(s["gap"]), _divergences(s)]) + " |")
+                                        pct(s["final_train_acc_eval"]), pct(s["gap"]), f"{s['spiked']}/{s['runs']}",
+                                        _divergences(s)]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _value(epoch: dict, field: str) -> float:
+    return epoch["train_acc"] - epoch["test_acc"] if field == "gap" else epoch[field]
 
 
 def _curve(records: list, field: str) -> tuple:
     # Mean and std per epoch over the seeds still running at that epoch (a diverged run stops early).
     length = max(len(r["history"]) for r in records)
-    per_epoch = [[r["history"][i][field] for r in records if len(r["history"]) > i] for i in range(length)]
+    per_epoch = [[_value(r["history"][i], field) for r in records if len(r["history"]) > i] for i in range(length)]
     mean = np.array([np.mean(v) for v in per_epoch])
     std = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in per_epoch])
     return np.arange(1, length + 1), mean, std
@@ -72,7 +77,7 @@ def _band(ax, records: list, field: str, color, label: str, style: str = "-") ->
     for r in records:
         if r["diverged"]:  # where a seed's run stopped
             last = r["history"][-1]
-            ax.plot(last["epoch"], last[field], "x", color=color, markersize=9, mew=2)
+            ax.plot(last["epoch"], _value(last, field), "x", color=color, markersize=9, mew=2)
 
 
 def plot(result, path: Path) -> None:
@@ -82,16 +87,20 @@ def plot(result, path: Path) -> None:
     FigureCanvasAgg(fig)
     title = describe(result.settings)
     if result.name == "epochs":
-        ax_loss, ax_acc = fig.subplots(1, 2)
+        fig.set_size_inches(17, 4.8)
+        ax_loss, ax_acc, ax_gap = fig.subplots(1, 3)
         for color, (label, records) in zip(colors, result.runs.items()):
             _band(ax_loss, records, "loss", color, label)
             _band(ax_acc, records, "test_acc", color, f"{label}: test")
             _band(ax_acc, records, "train_acc", color, f"{label}: train, while training", "--")
+            _band(ax_gap, records, "gap", color, label)
         ax_loss.set_yscale("log")
         ax_loss.set(xlabel="epoch", ylabel="training loss (log scale)")
         ax_acc.set(xlabel="epoch", ylabel="accuracy")
         ax_acc.set_ylim(max(0.0, ax_acc.get_ylim()[0]), 1.0)
-        for ax in (ax_loss, ax_acc):
+        ax_gap.set(xlabel="epoch", ylabel="train acc (while training) − test acc")
+        ax_gap.axhline(0, color="black", linewidth=0.8)
+        for ax in (ax_loss, ax_acc, ax_gap):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     else:

@@ -200,3 +200,20 @@ def test_command_line(real_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| 0.5, 0.2 (swapped) |" in out and f"wrote {tmp_path / 'out' / 'swap.md'}" in out
     assert (tmp_path / "out" / "swap.png").is_file()
+
+
+def test_summarize_over_seeds():
+    def record(seed, losses, tests, diverged=None):
+        history = [dict(epoch=i + 1, loss=l, train_acc=t + 0.05, test_acc=t, seconds=1.0)
+                   for i, (l, t) in enumerate(zip(losses, tests))]
+        return dict(config=dict(seed=seed), history=history, diverged=diverged,
+                    final_train_acc_eval=None if diverged else tests[-1] + 0.02, seconds=2.0)
+
+    s = experiments.summarize([record(0, [1.0, 0.5], [0.80, 0.84]), record(1, [1.0, 0.6], [0.82, 0.86]),
+                               record(2, [1.0, 1.2], [0.85, 0.70], dict(kind="collapsed", epoch=2, loss=1.2))])
+    assert s["runs"] == 3 and s["finished"] == 2 and s["spiked"] == 1
+    assert s["final_test_acc"] == pytest.approx((0.85, np.std([0.84, 0.86], ddof=1)))
+    assert s["best_test_acc"][0] == pytest.approx((0.84 + 0.86 + 0.85) / 3)
+    assert s["best_epoch"][0] == pytest.approx(5 / 3) and s["gap"][0] == pytest.approx(0.02)
+    assert s["diverged"] == [dict(kind="collapsed", epoch=2, loss=1.2, seed=2)]
+    assert np.isnan(experiments.summarize([record(0, [1.0], [0.8])])["final_test_acc"][1])  # one seed: no spread
