@@ -225,14 +225,17 @@ def load_arrays(root=None, *, download: bool = True) -> tuple:
 class DataIter:
     """Batches `(X, y)` of in-memory images, re-iterable, like a Gluon DataLoader over the book's transforms.
 
-    X is float32 in [0, 1] shaped (B, 1, H, W), exactly what `ToTensor` gives; y is int32. The images stay
-    uint8 in one NDArray; each batch is gathered and converted by asynchronous MXNet operators, so the
-    training loop never waits on Python between batches.
+    X is float32 in [0, 1] shaped (B, 1, H, W), exactly what `ToTensor` gives; y is int32. The images are
+    converted once, into one float32 NDArray, and each batch is gathered from it by an asynchronous `take`,
+    so the training loop never waits on Python between batches.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
                  shuffle: bool, resize: int | None = None):
-        self.images = nd.array(images[..., None], dtype="uint8")  # (N, H, W, 1), the layout ToTensor takes
+        if resize:  # Resize works on the uint8 (N, H, W, 1) images, then ToTensor, per batch as the book does
+            self.images = nd.array(images[..., None], dtype="uint8")
+        else:
+            self.images = to_tensor(images)
         self.labels = nd.array(labels, dtype="int32")
         self.batch_size, self.shuffle, self.resize = batch_size, shuffle, resize
 
@@ -250,8 +253,20 @@ class DataIter:
                 idx = order[i:i + b]
                 X, y = self.images.take(idx), self.labels.take(idx)
             if self.resize:
-                X = nd.image.resize(X, self.resize)
-            yield nd.image.to_tensor(X), y
+                X = nd.image.to_tensor(nd.image.resize(X, self.resize))
+            yield X, y
+
+
+def to_tensor(images: np.ndarray, chunk: int = 10000) -> nd.NDArray:
+    """uint8 images (N, H, W) as one float32 NDArray (N, 1, H, W) in [0, 1], bit for bit what `ToTensor` gives."""
+    # Converting once instead of per batch makes an epoch ~0.2 s faster (nd.image.to_tensor costs ~0.6 ms a
+    # batch, a take from float32 ~0.08 ms). ToTensor computes float(x) / 255.0f: so does numpy in float32.
+    # Chunks keep the float32 temporaries small, so peak memory is the result plus a few MB.
+    n, h, w = images.shape
+    out = nd.empty((n, 1, h, w), dtype="float32")
+    for i in range(0, n, chunk):
+        out[i:i + chunk] = (images[i:i + chunk].astype(np.float32) / np.float32(255))[:, None]
+    return out
 
 
 def load_data_fashion_mnist(batch_size: int, resize: int | None = None, root=None,

@@ -50,7 +50,12 @@ class TrainingDiverged(RuntimeError):
 def sgd(params: list, lr: float, batch_size: int) -> None:
     """Minibatch stochastic gradient descent; the gradient is of a summed loss, hence / batch_size."""
     for param in params:
-        param[:] = param - lr * param.grad / batch_size
+        # The book writes `param[:] = param - lr * param.grad / batch_size`: four operators and three
+        # temporaries per parameter. MXNet's fused `sgd_update` computes the same in one pass, in place,
+        # ~0.35 s faster per epoch of the scratch model (benchmarks/epoch.py). It multiplies by
+        # lr * (1 / batch_size) instead of dividing lr * grad by batch_size: the same floats whenever
+        # batch_size is a power of two, as the chapter's 256 is.
+        nd.sgd_update(param, param.grad, lr=lr, rescale_grad=1.0 / batch_size, out=param)
 
 
 def _correct(y_hat: nd.NDArray, y: nd.NDArray) -> nd.NDArray:

@@ -1,0 +1,1 @@
+"""Benchmarks: short programs that measure, never tests (`python -m benchmarks.epoch`)."""
