@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import data, run
+from . import data, experiments, run
 from .gluon_net import check_gluon_drop_prob
 from .persist import ModelFileError, load_model, save_history, save_model, write_text
 from .scratch import check_drop_prob
@@ -66,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     status = sub.add_parser("data", help="find and verify Fashion-MNIST; 'fetch' downloads what is missing")
     status.add_argument("action", nargs="?", choices=["status", "verify", "fetch"], default="status")
     status.add_argument("--data-dir", default=None, help=f"folder with the four files (or set {data.ENV_VAR})")
+    experiments.add_exercise_parser(sub)
     return parser.parse_args(argv)
 
 
@@ -207,7 +208,7 @@ def cmd_data(args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data}
+    commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": experiments.cmd_exercise}
     try:
         commands[args.command](args)
     except (ValueError, UsageError, data.DataError, ModelFileError) as e:

@@ -1,7 +1,6 @@
 """The exercises' machinery: quick mode end to end, resume, divergence as an outcome, weight decay."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import json
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from dropout_gluon import data, experiments, run
+from dropout_gluon import cli, data, experiments, run
 from dropout_gluon.exercise_report import pct, table
 from dropout_gluon.trainer import train_ch3
 
@@ -191,15 +190,14 @@ def test_progress_shows_runs_done_and_eta():
 
 
 def test_command_line(real_data, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    experiments.add_exercise_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["exercise", "swap", "--quick", "--seeds", "1", "--epochs", "1",
-                              "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
-                              "--no-progress"])
-    experiments.cmd_exercise(args)
-    out = capsys.readouterr().out
-    assert "| 0.5, 0.2 (swapped) |" in out and f"wrote {tmp_path / 'out' / 'swap.md'}" in out
-    assert (tmp_path / "out" / "swap.png").is_file()
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert cli.main(["exercise", "swap", "--quick", "--seeds", "1", "--epochs", "1", "--out", str(out),
+                     "--cache", str(cache), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| 0.5, 0.2 (swapped) |" in printed and f"wrote {out / 'swap.md'}" in printed
+    assert (out / "swap.png").is_file() and len(list(cache.glob("*.json"))) == 3
+    assert cli.main(["exercise", "swap", "--seeds", "0"]) == 2
+    assert "error: seeds must be at least 1" in capsys.readouterr().err
 
 
 def test_summarize_over_seeds():
