@@ -1,5 +1,5 @@
 # The two commands: `make run` (the chapter's main job) and `make test`. Both set everything up first.
-.PHONY: setup run test lint notebook lab bench
+.PHONY: setup run test lint notebook lab bench exercises
 
 setup:
 	@bash scripts/setup.sh
