@@ -114,16 +114,14 @@ def plot(result, path: Path) -> None:
         y = np.arange(len(labels))[::-1]
         for i, (color, label) in enumerate(zip(colors, labels)):
             s = result.summary[label]
-            for (mean, std), marker, name in ((s["final_test_acc"], "o", "test"),
-                                              (s["final_train_acc_eval"], "s", "train (predict mode)")):
+            for (mean, std), marker in ((s["final_test_acc"], "o"), (s["final_train_acc_eval"], "s")):
                 ax_final.errorbar(mean, y[i], xerr=0 if math.isnan(std) else std, fmt=marker, color=color,
-                                  mfc=color if marker == "o" else "white", capsize=4,
-                                  label=name if i == 0 else None)
+                                  mfc=color if marker == "o" else "white", capsize=4)
         ax_final.set_yticks(y)
         ax_final.set_yticklabels(labels, fontsize=8)
-        ax_final.set(xlabel="final accuracy (error bar: ± std over seeds)")
+        # The key goes in the axis label: a legend box would hide points near the top of the range.
+        ax_final.set(xlabel="final accuracy: ● test, □ train in predict mode (error bar: ± std over seeds)")
         ax_final.grid(alpha=0.3)
-        ax_final.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"{result.name}: {title}", fontsize=9)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
