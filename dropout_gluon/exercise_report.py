@@ -100,6 +100,8 @@ def plot(result, path: Path) -> None:
         ax_acc.set_ylim(max(0.0, ax_acc.get_ylim()[0]), 1.0)
         ax_gap.set(xlabel="epoch", ylabel="train acc (while training) − test acc")
         ax_gap.axhline(0, color="black", linewidth=0.8)
+        ax_gap.set_ylim(-0.02, None)  # the first epochs' negative gap (the book's train acc averages a
+        # model still learning) would squeeze the rest flat
         for ax in (ax_loss, ax_acc, ax_gap):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
