@@ -155,7 +155,7 @@ def cmd_train(args) -> None:
 
         try:
             net, history = train(args.epochs, args.lr, args.batch_size, args.drop_prob1, args.drop_prob2,
-                                 seed=args.seed, data_iters=iters, on_epoch=on_epoch, log=_print_flush)
+                                 seed=args.seed, data_iters=iters, on_epoch=on_epoch, log=_print_flush, ctx=ctx)
         except (TrainingDiverged, KeyboardInterrupt) as e:
             save_history(History(done), folder)  # also when no epoch finished: an empty table, not nothing
             e.out = folder  # main() says where the finished epochs went
@@ -189,7 +189,7 @@ def cmd_predict(args) -> None:
     from .trainer import evaluate_accuracy
 
     _, test_iter = data.load_data_fashion_mnist(256, root=args.data_dir)
-    acc = evaluate_accuracy(test_iter, net)
+    acc = evaluate_accuracy(run.ToContext(test_iter, ctx), net)
     n_test = sum(y.size for _, y in test_iter)
     print(f"{kind} model {params}: test acc {acc:.4f} ({round(acc * n_test)}/{n_test})")
     X, y = next(iter(data.load_data_fashion_mnist(args.n, root=args.data_dir)[1]))

@@ -17,7 +17,7 @@ def check_gluon_drop_prob(drop_prob, name: str = "drop_prob") -> float:
 
 
 def get_net(drop_prob1: float = 0.2, drop_prob2: float = 0.5,
-            num_hiddens1: int = num_hiddens1, num_hiddens2: int = num_hiddens2) -> nn.Sequential:
+            num_hiddens1: int = num_hiddens1, num_hiddens2: int = num_hiddens2, ctx=None) -> nn.Sequential:
     """The chapter's Gluon model, initialised with `init.Normal(sigma=0.01)`."""
     check_gluon_drop_prob(drop_prob1, "drop_prob1")
     check_gluon_drop_prob(drop_prob2, "drop_prob2")
@@ -27,5 +27,5 @@ def get_net(drop_prob1: float = 0.2, drop_prob2: float = 0.5,
             nn.Dense(num_hiddens2, activation="relu"),
             nn.Dropout(drop_prob2),  # after the second fully connected layer
             nn.Dense(num_outputs))
-    net.initialize(init.Normal(sigma=0.01))
+    net.initialize(init.Normal(sigma=0.01), ctx=ctx)
     return net

@@ -36,24 +36,40 @@ def check_hyperparams(num_epochs, lr, batch_size) -> None:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
 
 
-def _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader):
+class ToContext:
+    """Wraps a data iterator so that its batches arrive on `ctx` (a GPU), wherever the data lives."""
+
+    def __init__(self, data_iter, ctx):
+        self.data_iter, self.ctx = data_iter, ctx
+
+    def __len__(self) -> int:
+        return len(self.data_iter)
+
+    def __iter__(self):
+        for X, y in self.data_iter:
+            yield X.as_in_context(self.ctx), y.as_in_context(self.ctx)
+
+
+def _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx):
     check_hyperparams(num_epochs, lr, batch_size)
     if seed is not None:
         set_seed(seed)
     if data_iters is None:
         data_iters = load_data_fashion_mnist(batch_size, root=root, loader=loader)
+    if ctx is not None and ctx != mx.cpu():
+        data_iters = tuple(ToContext(data_iter, ctx) for data_iter in data_iters)
     return data_iters
 
 
 def train_scratch(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
                   drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
                   seed: int | None = 0, root=None, loader: str = "memory", data_iters: tuple | None = None,
-                  log=print, on_epoch=None) -> tuple:
+                  log=print, on_epoch=None, ctx=None) -> tuple:
     """Train a fresh from-scratch `net`; return `(net, history)`. The same seed gives the same history."""
     check_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
     check_drop_prob(drop_prob2, "drop_prob2")
-    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader)
-    net = ScratchNet(drop_prob1, drop_prob2)
+    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx)
+    net = ScratchNet(drop_prob1, drop_prob2, ctx=ctx)
     history = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
                         batch_size, net.params, lr, log=log, on_epoch=on_epoch)
     return net, history
@@ -62,12 +78,12 @@ def train_scratch(num_epochs: int = num_epochs, lr: float = lr, batch_size: int 
 def train_gluon(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
                 drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
                 seed: int | None = 0, root=None, loader: str = "memory", data_iters: tuple | None = None,
-                log=print, on_epoch=None) -> tuple:
+                log=print, on_epoch=None, ctx=None) -> tuple:
     """Train a fresh Gluon `nn.Sequential` with `nn.Dropout`; return `(net, history)`."""
     check_gluon_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
     check_gluon_drop_prob(drop_prob2, "drop_prob2")
-    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader)
-    net = get_net(drop_prob1, drop_prob2)
+    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx)
+    net = get_net(drop_prob1, drop_prob2, ctx=ctx)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
     history: History = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
                                  batch_size, None, None, trainer, log=log, on_epoch=on_epoch)

@@ -27,14 +27,14 @@ def dropout(X: nd.NDArray, drop_prob: float) -> nd.NDArray:
     return mask * X / keep_prob
 
 
-def init_params(num_hiddens1: int = num_hiddens1, num_hiddens2: int = num_hiddens2) -> list:
+def init_params(num_hiddens1: int = num_hiddens1, num_hiddens2: int = num_hiddens2, ctx=None) -> list:
     """`[W1, b1, W2, b2, W3, b3]`: weights normal with scale 0.01, biases zero, gradients attached."""
-    W1 = nd.random.normal(scale=0.01, shape=(num_inputs, num_hiddens1))
-    b1 = nd.zeros(num_hiddens1)
-    W2 = nd.random.normal(scale=0.01, shape=(num_hiddens1, num_hiddens2))
-    b2 = nd.zeros(num_hiddens2)
-    W3 = nd.random.normal(scale=0.01, shape=(num_hiddens2, num_outputs))
-    b3 = nd.zeros(num_outputs)
+    W1 = nd.random.normal(scale=0.01, shape=(num_inputs, num_hiddens1), ctx=ctx)
+    b1 = nd.zeros(num_hiddens1, ctx=ctx)
+    W2 = nd.random.normal(scale=0.01, shape=(num_hiddens1, num_hiddens2), ctx=ctx)
+    b2 = nd.zeros(num_hiddens2, ctx=ctx)
+    W3 = nd.random.normal(scale=0.01, shape=(num_hiddens2, num_outputs), ctx=ctx)
+    b3 = nd.zeros(num_outputs, ctx=ctx)
     params = [W1, b1, W2, b2, W3, b3]
     for param in params:
         param.attach_grad()
@@ -48,10 +48,10 @@ class ScratchNet:
     model (or a second call of `train_scratch`) never shares the first one's weights.
     """
 
-    def __init__(self, drop_prob1: float = 0.2, drop_prob2: float = 0.5, params: list | None = None):
+    def __init__(self, drop_prob1: float = 0.2, drop_prob2: float = 0.5, params: list | None = None, ctx=None):
         self.drop_prob1 = check_drop_prob(drop_prob1, "drop_prob1")
         self.drop_prob2 = check_drop_prob(drop_prob2, "drop_prob2")
-        self.params = init_params() if params is None else params
+        self.params = init_params(ctx=ctx) if params is None else params
 
     def __call__(self, X: nd.NDArray) -> nd.NDArray:
         W1, b1, W2, b2, W3, b3 = self.params

@@ -208,3 +208,16 @@ def test_mx_seed_controls_init():
     assert np.array_equal(a, ScratchNet().params[0].asnumpy())
     mx.random.seed(2)
     assert not np.array_equal(a, ScratchNet().params[0].asnumpy())
+
+
+def test_another_context_gets_everything():
+    # cpu(1) is a context of its own: a parameter or batch left on cpu(0) would make MXNet refuse to mix
+    # them, as it would with a GPU, which this machine does not have.
+    iters = _tiny_iters()
+    strip = lambda h: [e[:4] for e in h]  # noqa: E731
+    for train in (train_scratch, train_gluon):
+        net, moved = train(1, data_iters=iters, seed=5, log=None, ctx=mx.cpu(1))
+        _, here = train(1, data_iters=iters, seed=5, log=None)
+        assert strip(moved) == strip(here)
+        params = net.params if isinstance(net, ScratchNet) else [p.data() for p in net.collect_params().values()]
+        assert {p.context for p in params} == {mx.cpu(1)}
