@@ -11,7 +11,7 @@ test: setup
 	.venv/bin/python -m pytest
 
 lint: setup
-	.venv/bin/ruff check dropout_gluon tests benchmarks
+	.venv/bin/ruff check dropout_gluon tests benchmarks notebooks scripts
 
 # Rerun notebooks/dropout.ipynb in full and save it with its outputs (written only if every cell succeeds).
 notebook: setup
