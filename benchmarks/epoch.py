@@ -1,7 +1,7 @@
 """Seconds per epoch of the chapter's training, side by side: the book's pipeline, ours, PyTorch, the GEMM floor.
 
-    python -m benchmarks.epoch            # or `make bench`; about 6 minutes on 2 cores
-    python -m benchmarks.epoch --quick    # about 2 minutes
+    python -m benchmarks.epoch            # or `make bench`; about 7 minutes on 2 cores
+    python -m benchmarks.epoch --quick    # about 3-4 minutes
 
 Every measurement runs in a fresh process of this script (`--cell`), one after another, so no two share
 MXNet's engine, an OpenMP runtime or memory. The machine may be busy: the goals are ratios of numbers
@@ -135,8 +135,11 @@ def cell_profile(model: str) -> dict:
     return {"ops_ms": ops, "epoch_s": plain[-1].seconds, "profiled_epoch_s": profiled[-1].seconds}
 
 
-def cell_torch(cells: list, epochs: int, threads: int) -> dict:
-    """The same model, data in memory, in PyTorch: seconds per epoch of each (width, batch size, fraction)."""
+def cell_torch(cells: list, epochs: int, threads: int, budget: float = 60.0) -> dict:
+    """The same model, data in memory, in PyTorch: seconds per epoch of each (width, batch size, fraction).
+
+    A cell stops after one timed epoch once it has used `budget` seconds (a starved thread count).
+    """
     try:
         import torch
     except ImportError:
@@ -167,8 +170,10 @@ def cell_torch(cells: list, epochs: int, threads: int) -> dict:
         opt = torch.optim.SGD(net.parameters(), lr=LR / batch_size)
         loss = nn.CrossEntropyLoss(reduction="sum")
         m, t = round(N_TRAIN * fraction), round(N_TEST * fraction)
-        seconds, test_acc = [], 0.0
+        seconds, test_acc, cell_start = [], 0.0, time.perf_counter()
         for _ in range(epochs + 1):
+            if len(seconds) >= 2 and time.perf_counter() - cell_start > budget:
+                break
             start = time.perf_counter()
             net.train()
             order = torch.randperm(m)
