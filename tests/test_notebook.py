@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+
+import dropout_gluon as gb
+from dropout_gluon import scratch
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dropout.ipynb"
@@ -45,3 +49,17 @@ def test_notebook_runs_end_to_end(real_data, monkeypatch):
     assert f"kernel python: {sys.executable}\n" in text  # the kernel ran on this interpreter (.venv), not another
     assert text.count("epoch 2, loss") == 2  # both models trained (fast mode: 2 epochs)
     assert len(outputs(nb, "image/png")) >= 10  # E[h'], figure, 2 live curves, side by side, predictions, 4 exercises
+
+
+def test_committed_notebook_has_a_full_run_and_shows_the_current_code():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert NOTEBOOK.stat().st_size < 2_000_000, "the committed notebook should stay under 2 MB"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert len(outputs(nb, "image/png")) >= 10, "the committed notebook has lost its outputs: `make notebook`"
+    assert not [out for cell in code for out in cell.outputs if out.output_type == "error"]
+    assert "epoch 5, loss" in "".join(outputs(nb, "stream")), "the committed outputs are not a full run"
+
+    # Where the book shows a definition, the notebook shows the package's source: it must not have drifted.
+    shown = {text.strip() for text in outputs(nb, "text/plain")}
+    for obj in (gb.dropout, scratch.init_params, gb.ScratchNet, gb.get_net):
+        assert inspect.getsource(obj).strip() in shown, f"{obj.__name__} changed: run `make notebook`"
