@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +15,8 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 from mxnet import gluon, nd
+
+from .persist import atomic_write
 
 ENV_VAR = "DROPOUT_GLUON_DATA"  # a folder holding the four files (.gz or raw IDX)
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian/Ubuntu: apt-get install dataset-fashion-mnist
@@ -194,23 +195,29 @@ def fetch(name: str, dest: Path, *, files: dict = FILES, urls: Sequence[str] | N
             time.sleep(backoff * 2 ** (attempt - 1))
         for base in urls if urls is not None else mirrors():
             url = base + name + ".gz"
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest)
             try:
-                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                    print(f"downloading {url}", file=sys.stderr)
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                verify(tmp, spec)
-                os.replace(tmp, final)
-                return final
+                return atomic_write(final, lambda tmp, url=url: _download(url, tmp, spec, timeout))
             except (OSError, urllib.error.URLError, DataError) as e:
-                reason = getattr(e, "reason", None) or e
-                errors.append(f"{url}: {reason}".replace(tmp, "download"))
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
     last = f"{errors[-1]}, after {retries} tries" if errors else "no mirror to download from"
     raise DataError(f"could not download {name} ({last}); {HOW_TO_FIX}")
+
+
+def _download(url: str, tmp: str, spec: FileSpec, timeout: float) -> None:
+    # Into a temp file that `atomic_write` renames only if this returns: a failed check leaves nothing.
+    from tqdm import tqdm
+
+    with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        print(f"downloading {url}", file=sys.stderr)
+        size = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=size, unit="B", unit_scale=True, leave=False, disable=not sys.stderr.isatty()) as bar:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                bar.update(len(chunk))
+    try:
+        verify(tmp, spec)
+    except DataError as e:
+        raise DataError(str(e).replace(tmp, "the downloaded file")) from None
 
 
 def load_arrays(root=None, *, download: bool = True) -> tuple:

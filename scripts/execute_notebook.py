@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +15,8 @@ from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from dropout_gluon.persist import atomic_write
 
 MAX_BYTES = 2_000_000  # the committed notebook should stay readable on GitHub
 
@@ -39,19 +39,6 @@ def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int = 1800) -> nbf
     return nb
 
 
-def write_atomically(nb: nbformat.NotebookNode, out: Path) -> int:
-    """Write `nb` to `out` via a temporary file in the same folder, so `out` is never half written."""
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return out.stat().st_size
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Execute a notebook and save it with its outputs.")
     parser.add_argument("notebook", type=Path)
@@ -65,7 +52,7 @@ def main(argv=None) -> int:
     except CellExecutionError as e:
         print(f"execute_notebook: a cell failed, {out} left unchanged:\n{e}", file=sys.stderr)
         return 1
-    size = write_atomically(nb, out)
+    size = atomic_write(out, lambda tmp: nbformat.write(nb, tmp)).stat().st_size
     print(f"execute_notebook: wrote {out} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.0f} s")
     if size > MAX_BYTES:
         print(f"execute_notebook: warning: {out} is over {MAX_BYTES / 1e6:.0f} MB; shrink its figures",
