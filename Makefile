@@ -19,7 +19,7 @@ notebook: setup
 
 # Open the notebook in JupyterLab; its kernel is .venv's Python.
 lab: setup
-	.venv/bin/jupyter lab notebooks/dropout.ipynb
+	.venv/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/dropout.ipynb
 
 # Seconds per epoch side by side (book's DataLoader, default path, PyTorch, GEMM floor), peak memory and a
 # scaling table: about 7 minutes on 2 cores (ARGS="--quick": 3-4). Installs the CPU build of torch first.
