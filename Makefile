@@ -22,7 +22,7 @@ lab: setup
 	.venv/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/dropout.ipynb
 
 # Seconds per epoch side by side (book's DataLoader, default path, PyTorch, GEMM floor), peak memory and a
-# scaling table: about 7 minutes on 2 cores (ARGS="--quick": 3-4). Installs the CPU build of torch first.
+# scaling table: about 5-7 minutes on 2 cores (ARGS="--quick": 2-4). Installs the CPU build of torch first.
 bench: setup
 	@.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install --quiet -e ".[bench]"
 	.venv/bin/python -m benchmarks.epoch $(ARGS)

@@ -1,7 +1,7 @@
 """Seconds per epoch of the chapter's training, side by side: the book's pipeline, ours, PyTorch, the GEMM floor.
 
-    python -m benchmarks.epoch            # or `make bench`; about 7 minutes on 2 cores
-    python -m benchmarks.epoch --quick    # about 3-4 minutes
+    python -m benchmarks.epoch            # or `make bench`; about 5-7 minutes on 2 cores
+    python -m benchmarks.epoch --quick    # about 2-4 minutes
 
 Every measurement runs in a fresh process of this script (`--cell`), one after another, so no two share
 MXNet's engine, an OpenMP runtime or memory. The machine may be busy: the goals are ratios of numbers
@@ -26,8 +26,11 @@ LR, DROP_PROB1, DROP_PROB2 = 0.5, 0.2, 0.5
 GOALS = {"vs_torch": 1.0, "vs_book": 3.0, "vs_floor": 2.0, "rss_mb": 700, "test_acc": 0.84}
 WIDTHS, BATCHES = (256, 512, 1024, 2048), (64, 256, 1024)
 # Settings of MXNet and its OpenMP runtime that --env-sweep measures against the default (none is applied).
+# MXNet 1.9 gives its operators half the processors (it assumes two hyperthreads per core), so on a machine
+# without hyperthreads its matrix products use half the cores unless OMP_NUM_THREADS says otherwise.
 ENV_SWEEP = ["OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE", "MXNET_ENGINE_TYPE=NaiveEngine",
-             "MXNET_OPTIMIZER_AGGREGATION_SIZE=1"]
+             "MXNET_OPTIMIZER_AGGREGATION_SIZE=1", f"OMP_NUM_THREADS={os.cpu_count()}",
+             f"OMP_NUM_THREADS={os.cpu_count()} MXNET_ENGINE_TYPE=NaiveEngine"]
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -362,16 +365,18 @@ def main(argv=None) -> int:
     if args.env_sweep:
         sweep = {}
         for setting in ENV_SWEEP:
-            name, value = setting.split("=")
+            variables = dict(pair.split("=") for pair in setting.split())
             for model in ("scratch", "gluon"):
-                ratios = []
+                ratios, same = [], True
                 for _ in range(rounds):
                     base = run_cell("mxnet", env, model=model, loader="memory", epochs=epochs)
-                    other = run_cell("mxnet", dict(env, **{name: value}), model=model, loader="memory",
+                    other = run_cell("mxnet", dict(env, **variables), model=model, loader="memory",
                                      epochs=epochs)
                     if "error" not in base and "error" not in other:
                         ratios.append(statistics.median(other["seconds"]) / statistics.median(base["seconds"]))
+                        same = same and other["test_acc"] == base["test_acc"]
                 sweep.setdefault(setting, {})[model] = statistics.median(ratios) if ratios else None
+                sweep[setting][model + "_same"] = same
 
     # 5. Scaling: width x batch size, each implementation in one process.
     scaling = None
@@ -498,10 +503,12 @@ def report(results: dict, med: dict, accs: dict, floor: float | None) -> None:
 
     if results["sweep"]:
         print()
-        print("Settings (not applied by the package): epoch time with the setting / without, same run; < 1 is faster")
-        print(f"{'setting':42s}{'scratch':>10s}{'Gluon':>10s}")
+        print("Settings (not applied by the package): epoch time with the setting / without, same run; < 1 is "
+              "faster; 'changes' = another test accuracy from the same seed")
+        print(f"{'setting':52s}{'scratch':>16s}{'Gluon':>16s}")
         for setting, by_model in results["sweep"].items():
-            print(f"{setting:42s}{fmt(by_model['scratch']):>10s}{fmt(by_model['gluon']):>10s}")
+            cells = [f"{fmt(by_model[m])}{'' if by_model[m + '_same'] else ' changes'}" for m in ("scratch", "gluon")]
+            print(f"{setting:52s}{cells[0]:>16s}{cells[1]:>16s}")
 
     scaling = results["scaling"]
     if scaling:
