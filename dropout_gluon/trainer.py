@@ -105,8 +105,8 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
             raise TrainingDiverged(epoch, train_l, lr if trainer is None else trainer.learning_rate, history)
         test_acc = evaluate_accuracy(test_iter, net)
         history.append(Epoch(epoch, train_l, train_acc, test_acc, time.perf_counter() - start))
+        if on_epoch is not None:  # first, so that an epoch whose line was printed is also recorded
+            on_epoch(history[-1])
         if log is not None:
             log(history[-1].line())
-        if on_epoch is not None:
-            on_epoch(history[-1])
     return history
