@@ -38,12 +38,12 @@ def describe(settings: dict) -> str:
         subset = "all 60000 training and 10000 test images"
     return (f"{settings['model']} model, {settings['epochs']} epochs, lr {settings['lr']}, batch size "
             f"{settings['batch_size']}, {subset}; mean ± sample std over {len(seeds)} seeds "
-            f"({', '.join(map(str, seeds))}), accuracies in %")
+            f"({', '.join(map(str, seeds))})")
 
 
 def table(summary: dict, settings: dict) -> str:
     """The Markdown table of an exercise, one row per configuration."""
-    lines = [f"*{describe(settings)}.*", "", "| " + " | ".join(COLUMNS) + " |",
+    lines = [f"*{describe(settings)}; accuracies in %.*", "", "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 2) + ["---"]) + "|"]
     for label, s in summary.items():
         best_epoch = s["best_epoch"][0]
@@ -122,10 +122,10 @@ def plot(result, path: Path) -> None:
         ax_final.set_yticks(y)
         ax_final.set_yticklabels(labels, fontsize=8)
         # The key goes in the axis label: a legend box would hide points near the top of the range.
-        ax_final.set(xlabel="final accuracy: ● test, □ train in predict mode (error bar: ± std over seeds)")
+        ax_final.set(xlabel="final accuracy: ● test, □ train (predict mode); bars: ± std")
         ax_final.grid(alpha=0.3)
     fig.suptitle(f"{result.name}: {title}", fontsize=9)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
 
 
 def write_report(result) -> None:
