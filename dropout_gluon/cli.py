@@ -84,20 +84,24 @@ def get_ctx(name: str):
 
 def make_out_dir(out: str | None) -> Path:
     """Create the output folder (default: a new one under runs/) and check that it can be written."""
-    if out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path, k = Path("runs") / stamp, 1
-        while path.exists():
-            k += 1
-            path = Path("runs") / f"{stamp}-{k}"
-    else:
-        path = Path(out)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        if out is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            Path("runs").mkdir(exist_ok=True)
+            for k in range(1, 1000):  # mkdir without exist_ok claims the name: two runs never share one
+                path = Path("runs") / (stamp if k == 1 else f"{stamp}-{k}")
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+        else:
+            path = Path(out)
+            path.mkdir(parents=True, exist_ok=True)
         write_text(path / ".write-test", "")
         (path / ".write-test").unlink()
     except OSError as e:
-        raise UsageError(f"cannot write to --out {path}: {e.strerror}; choose another folder") from None
+        raise UsageError(f"cannot write to --out {out or 'runs/'}: {e.strerror}; choose another folder") from None
     return path
 
 
@@ -128,6 +132,7 @@ def cmd_train(args) -> None:
     names = ["scratch", "gluon"] if args.model == "both" else [args.model]
     # Every argument is checked before anything is read, trained or written.
     run.check_hyperparams(args.epochs, args.lr, args.batch_size)
+    run.check_seed(args.seed)
     check = check_gluon_drop_prob if "gluon" in names else check_drop_prob
     check(args.drop_prob1, "drop_prob1")
     check(args.drop_prob2, "drop_prob2")
@@ -139,6 +144,8 @@ def cmd_train(args) -> None:
         title, train = MODELS[name]
         folder = out / name
         folder.mkdir(exist_ok=True)
+        for stale in ("model.params", "curves.png", "predictions.png", "history.json", "history.csv"):
+            (folder / stale).unlink(missing_ok=True)  # a rerun into the same --out must not mix two runs
         config = {"model": name, "num_epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                   "drop_prob1": args.drop_prob1, "drop_prob2": args.drop_prob2, "seed": args.seed,
                   "data_dir": args.data_dir, "loader": args.loader, "ctx": str(ctx)}
@@ -183,17 +190,20 @@ def cmd_predict(args) -> None:
     ctx = get_ctx(args.ctx)
     params = Path(args.params)
     out = Path(args.out) if args.out else params.parent / "predictions.png"
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise UsageError(f"cannot write --out {out}: its folder does not exist or is not writable")
+    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise UsageError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
+                         f"writable; give a .png file path")
     net, kind = load_model(params, ctx)
     from .trainer import evaluate_accuracy
 
-    _, test_iter = data.load_data_fashion_mnist(256, root=args.data_dir)
-    acc = evaluate_accuracy(run.ToContext(test_iter, ctx), net)
-    n_test = sum(y.size for _, y in test_iter)
+    _, _, test_images, test_labels = data.load_arrays(args.data_dir)
+    test_iter = run.ToContext(data.DataIter(test_images, test_labels, 256, shuffle=False), ctx)
+    acc = evaluate_accuracy(test_iter, net)
+    n_test = len(test_labels)
     print(f"{kind} model {params}: test acc {acc:.4f} ({round(acc * n_test)}/{n_test})")
-    X, y = next(iter(data.load_data_fashion_mnist(args.n, root=args.data_dir)[1]))
-    preds = net(X.as_in_context(ctx)).argmax(axis=1).asnumpy().astype(int)
+    X, y = next(iter(run.ToContext(data.DataIter(test_images[:args.n], test_labels[:args.n], args.n,
+                                                 shuffle=False), ctx)))
+    preds = net(X).argmax(axis=1).asnumpy().astype(int)
     from .plots import show_predictions
 
     path = show_predictions(X.asnumpy()[:, 0], y.asnumpy().astype(int), preds, out)
@@ -213,6 +223,9 @@ def main(argv=None) -> int:
         commands[args.command](args)
     except (ValueError, UsageError, data.DataError, ModelFileError) as e:
         print(f"dropout-gluon: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. a full disk while writing an output: say which file, no traceback
+        print(f"dropout-gluon: error: cannot write {e.filename or 'an output file'}: {e.strerror}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
         print(f"dropout-gluon: {e}; the history of the epochs before is in {e.out}", file=sys.stderr)

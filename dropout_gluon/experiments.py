@@ -94,7 +94,9 @@ class L2PenalizedLoss:
     """`loss(y_hat, y) + lambd * l2_penalty(weights)` per example, as the book's weight-decay chapter.
 
     train_ch3 sums over the batch and `sgd` divides by the batch size, so the update is `w -= lr * lambd * w`
-    on top of the gradient: the same as Gluon's `wd=lambd`.
+    on top of the gradient: the same as Gluon's `wd=lambd` for every full batch. (On an epoch's last, short
+    batch of b examples the decay is b / batch_size of Gluon's; and the reported loss includes the
+    penalty, which Gluon's does not.)
     """
 
     def __init__(self, loss, weights: list, lambd: float):

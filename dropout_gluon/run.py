@@ -50,8 +50,16 @@ class ToContext:
             yield X.as_in_context(self.ctx), y.as_in_context(self.ctx)
 
 
+def check_seed(seed) -> None:
+    """Raise ValueError unless `seed` is None (unseeded) or a whole number numpy accepts, 0 to 2**32 - 1."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not 0 <= seed < 2 ** 32):
+        raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
+
+
 def _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx):
     check_hyperparams(num_epochs, lr, batch_size)
+    check_seed(seed)
     if seed is not None:
         set_seed(seed)
     if data_iters is None:

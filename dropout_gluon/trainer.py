@@ -63,13 +63,20 @@ def _correct(y_hat: nd.NDArray, y: nd.NDArray) -> nd.NDArray:
     return (y_hat.argmax(axis=1) == y.astype("float32")).sum()
 
 
+def _mean(total, n: int, what: str) -> float:
+    # `total` starts as 0.0 and becomes an NDArray on the batches' device (CPU or GPU) at the first batch.
+    if n == 0:
+        raise ValueError(f"{what} yielded no examples; check the data iterator")
+    return float(total.asscalar()) / n
+
+
 def evaluate_accuracy(data_iter, net) -> float:
     """Fraction of the examples in `data_iter` that `net` classifies correctly."""
-    acc_sum, n = nd.zeros(1, dtype="float64"), 0
+    acc_sum, n = 0.0, 0
     for X, y in data_iter:
-        acc_sum += _correct(net(X), y).astype("float64")
+        acc_sum = acc_sum + _correct(net(X), y).astype("float64")
         n += y.size
-    return acc_sum.asscalar() / n
+    return _mean(acc_sum, n, "the evaluation data")
 
 
 def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int,
@@ -86,8 +93,7 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
         start = time.perf_counter()
         # Sums stay NDArrays (float64, as the book's Python floats) and are read once per epoch, so
         # MXNet's engine runs ahead instead of pausing for two reads per batch as the book's loop does.
-        train_l_sum, train_acc_sum = nd.zeros(1, dtype="float64"), nd.zeros(1, dtype="float64")
-        n = 0
+        train_l_sum, train_acc_sum, n = 0.0, 0.0, 0
         for X, y in train_iter:
             with autograd.record():
                 y_hat = net(X)
@@ -97,10 +103,10 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
                 sgd(params, lr, batch_size)
             else:
                 trainer.step(batch_size)
-            train_l_sum += l.astype("float64")
-            train_acc_sum += _correct(y_hat, y).astype("float64")
+            train_l_sum = train_l_sum + l.astype("float64")
+            train_acc_sum = train_acc_sum + _correct(y_hat, y).astype("float64")
             n += y.size
-        train_l, train_acc = train_l_sum.asscalar() / n, train_acc_sum.asscalar() / n
+        train_l, train_acc = _mean(train_l_sum, n, "train_iter"), _mean(train_acc_sum, n, "train_iter")
         if not math.isfinite(train_l):
             raise TrainingDiverged(epoch, train_l, lr if trainer is None else trainer.learning_rate, history)
         test_acc = evaluate_accuracy(test_iter, net)

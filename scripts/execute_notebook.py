@@ -33,9 +33,14 @@ def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int = 1800) -> nbf
 
     Raises CellExecutionError, naming the cell, when a cell fails.
     """
-    client = NotebookClient(nb, km=kernel_manager(), timeout=timeout, record_timing=False,
+    km = kernel_manager()
+    client = NotebookClient(nb, km=km, timeout=timeout, record_timing=False,
                             resources={"metadata": {"path": str(folder)}})
-    client.execute()
+    try:
+        client.execute()
+    finally:
+        if km.has_kernel:  # a kernel manager we pass in is ours to stop: nbclient leaves it running
+            km.shutdown_kernel(now=True)
     return nb
 
 

@@ -50,6 +50,7 @@ def assert_one_line_error(result, *words):
     (["--model", "mlp"], ["invalid choice: 'mlp'"]),
     (["--epochs", "two"], ["invalid int value"]),
     (["--ctx", "gpu"], ["no GPU", "--ctx cpu"]),
+    (["--seed", "-1"], ["seed must be", "-1"]),
 ])
 def test_bad_training_input(tmp_path, args, words):
     result = cli("train", "--out", tmp_path / "out", *args)
@@ -125,6 +126,8 @@ def test_bad_parameter_files(tmp_path, trained):
                         (shapes, ["do not fit the chapter's MLP"])]:
         assert_one_line_error(cli("predict", "--params", path, "--out", tmp_path / "p.png"), *words)
     assert not (tmp_path / "p.png").exists()
+    assert_one_line_error(cli("predict", "--params", out / "gluon" / "model.params", "--out", tmp_path),
+                          "it is a folder")
     assert_one_line_error(cli("predict", "--params", out / "gluon" / "model.params", "--n", "0"), "--n must be")
 
 
