@@ -11,8 +11,9 @@ from pathlib import Path
 from . import data, experiments, run
 from .gluon_net import check_gluon_drop_prob
 from .persist import ModelFileError, load_model, save_history, save_model, write_text
+from .plots import plot_history, show_predictions
 from .scratch import check_drop_prob
-from .trainer import History, TrainingDiverged
+from .trainer import History, TrainingDiverged, evaluate_accuracy
 
 EXAMPLES = """examples:
   dropout-gluon train                          both models, the chapter's hyperparameters, outputs in runs/
@@ -168,15 +169,11 @@ def cmd_train(args) -> None:
             e.out = folder  # main() says where the finished epochs went
             raise
         save_model(net, folder / "model.params")
-        from .plots import plot_history
-
         plot_history({title: history}, folder / "curves.png")
         histories[title] = history
         print(f"# {title}: {sum(history.column('seconds')):.1f} s; history, curves.png, model.params and "
               f"config.json in {folder}", flush=True)
     if len(histories) > 1:
-        from .plots import plot_history
-
         print(f"# both models' curves: {plot_history(histories, out / 'curves.png')}")
 
 
@@ -194,8 +191,6 @@ def cmd_predict(args) -> None:
         raise UsageError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
                          f"writable; give a .png file path")
     net, kind = load_model(params, ctx)
-    from .trainer import evaluate_accuracy
-
     _, _, test_images, test_labels = data.load_arrays(args.data_dir)
     test_iter = run.ToContext(data.DataIter(test_images, test_labels, 256, shuffle=False), ctx)
     acc = evaluate_accuracy(test_iter, net)
@@ -204,8 +199,6 @@ def cmd_predict(args) -> None:
     X, y = next(iter(run.ToContext(data.DataIter(test_images[:args.n], test_labels[:args.n], args.n,
                                                  shuffle=False), ctx)))
     preds = net(X).argmax(axis=1).asnumpy().astype(int)
-    from .plots import show_predictions
-
     path = show_predictions(X.asnumpy()[:, 0], y.asnumpy().astype(int), preds, out)
     print(f"predictions for {args.n} test images: {path}")
 
