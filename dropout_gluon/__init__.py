@@ -1,4 +1,8 @@
 """The "Dropout" chapter of Dive into Deep Learning (MXNet/Gluon), runnable: `import dropout_gluon as gb`."""
+from . import engine
+
+engine.configure()  # before anything below imports MXNet
+
 from .data import DataError, load_data_fashion_mnist
 from .gluon_net import get_net
 from .run import set_seed, train_gluon, train_scratch

@@ -1,0 +1,61 @@
+"""MXNet engine settings the package applies: when a second worker thread is added, and that it changes no number."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from dropout_gluon import engine
+
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in engine.USER_CHOICES}
+
+
+@pytest.mark.parametrize("cpus, machine, expected", [
+    (1, "x86_64", "2"), (2, "x86_64", "2"), (3, "AMD64", "2"),
+    (4, "x86_64", None),  # two OpenMP threads per operator: two workers could deadlock OpenBLAS
+    (2, "aarch64", None),  # MXNet halves the processors only on x86: two threads per operator
+])
+def test_second_worker_only_where_each_operator_runs_on_one_thread(cpus, machine, expected):
+    assert engine.settings({}, cpus, machine).get("MXNET_CPU_WORKER_NTHREADS") == expected
+
+
+@pytest.mark.parametrize("name", engine.USER_CHOICES)
+def test_a_users_threading_choice_is_left_alone(name):
+    assert engine.settings({name: "1"}, 2, "x86_64") == {}
+
+
+def run_python(code: str, **env) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**CLEAN_ENV, **env}, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_importing_the_package_applies_the_settings_before_mxnet_loads():
+    code = "import os, dropout_gluon; print(os.environ.get('MXNET_CPU_WORKER_NTHREADS', '-'))"
+    expected = engine.settings({}, engine.usable_cpus(), platform.machine()).get("MXNET_CPU_WORKER_NTHREADS", "-")
+    assert run_python(code) == expected
+    assert run_python(code, OMP_NUM_THREADS="1") == "-"
+
+
+TRAIN_BOTH = """
+import json
+from dropout_gluon import data, run
+train_x, train_y, test_x, test_y = data.load_arrays(download=False)
+iters = (data.DataIter(train_x[:15360], train_y[:15360], 256, shuffle=True),
+         data.DataIter(test_x[:2560], test_y[:2560], 256, shuffle=False))
+print(json.dumps({name: [list(e[:4]) for e in train(2, data_iters=iters, log=None)[1]]
+                  for name, train in (("scratch", run.train_scratch), ("gluon", run.train_gluon))}))
+"""
+
+
+def test_two_engine_workers_train_to_the_same_floats_as_one(real_data):
+    # Operators overlap in another order on every run; the engine must still give each the same inputs.
+    one = json.loads(run_python(TRAIN_BOTH, MXNET_CPU_WORKER_NTHREADS="1"))
+    two = json.loads(run_python(TRAIN_BOTH, MXNET_CPU_WORKER_NTHREADS="2"))
+    assert one == two
+    assert one["scratch"] != one["gluon"]  # the comparison is between real, distinct runs
