@@ -10,6 +10,7 @@ measured in the same run, the cells are interleaved over rounds, and every time 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -25,12 +26,15 @@ N_TRAIN, N_TEST, NUM_INPUTS, NUM_OUTPUTS = 60000, 10000, 784, 10
 LR, DROP_PROB1, DROP_PROB2 = 0.5, 0.2, 0.5
 GOALS = {"vs_torch": 1.0, "vs_book": 3.0, "vs_floor": 2.0, "rss_mb": 700, "test_acc": 0.84}
 WIDTHS, BATCHES = (256, 512, 1024, 2048), (64, 256, 1024)
-# Settings of MXNet and its OpenMP runtime that --env-sweep measures against the default (none is applied).
-# MXNet 1.9 gives its operators half the processors (it assumes two hyperthreads per core), so on a machine
-# without hyperthreads its matrix products use half the cores unless OMP_NUM_THREADS says otherwise.
-ENV_SWEEP = ["OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE", "MXNET_ENGINE_TYPE=NaiveEngine",
-             "MXNET_OPTIMIZER_AGGREGATION_SIZE=1", f"OMP_NUM_THREADS={os.cpu_count()}",
+# Settings of MXNet and its OpenMP runtime that --env-sweep measures against the default. Setting any of them
+# replaces the engine settings the package adds on small x86 machines (dropout_gluon/engine.py), so the first
+# row, MXNET_CPU_WORKER_NTHREADS=1, is MXNet's own defaults. MXNet 1.9 gives its operators half the
+# processors (it assumes two hyperthreads per core), so without hyperthreads its matrix products use half
+# the cores unless OMP_NUM_THREADS says otherwise.
+ENV_SWEEP = ["MXNET_CPU_WORKER_NTHREADS=1", "OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE",
+             "MXNET_ENGINE_TYPE=NaiveEngine", f"OMP_NUM_THREADS={os.cpu_count()}",
              f"OMP_NUM_THREADS={os.cpu_count()} MXNET_ENGINE_TYPE=NaiveEngine"]
+CELL_TIMEOUT = 1200  # seconds; a cell that takes longer is reported as hung (e.g. an OpenMP deadlock)
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -66,11 +70,15 @@ def cell_prepare(out: str) -> dict:
     import mxnet as mx
     import numpy as np
 
-    from dropout_gluon import data
+    from dropout_gluon import data, engine
 
     for name, array in zip(("train_x", "train_y", "test_x", "test_y"), data.load_arrays()):
         np.save(Path(out) / f"{name}.npy", array)
-    return {"mxnet": mx.__version__, "numpy": np.__version__, "gpus": mx.context.num_gpus()}
+    settings = {name: os.environ[name] for name in engine.USER_CHOICES if name in os.environ}
+    threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or engine.threads_per_operator(engine.usable_cpus(),
+                                                                                        platform.machine())
+    return {"mxnet": mx.__version__, "numpy": np.__version__, "gpus": mx.context.num_gpus(), "engine": settings,
+            "threads_per_operator": threads}
 
 
 def cell_mxnet(model: str, loader: str, epochs: int) -> dict:
@@ -80,6 +88,56 @@ def cell_mxnet(model: str, loader: str, epochs: int) -> dict:
     train = run.train_scratch if model == "scratch" else run.train_gluon
     _, history = train(epochs + 1, loader=loader, log=None)
     return {"seconds": history.column("seconds")[1:], "test_acc": history[-1].test_acc}
+
+
+def cell_book(model: str, epochs: int) -> dict:
+    """The book's own pipeline: its DataLoader (loader='gluon') and its training loop, written out below.
+
+    The loop differs from the package's `train_ch3` only where speed is concerned: it reads the loss and
+    the number of right predictions as Python floats after every batch (and every test batch), and its
+    `sgd` updates a parameter with four operators, `param[:] = param - lr * param.grad / batch_size`.
+    """
+    from mxnet import autograd, gluon
+    from mxnet.gluon import loss as gloss
+
+    from dropout_gluon import data, gluon_net, run, scratch
+
+    def book_accuracy(data_iter, net):
+        acc_sum, n = 0.0, 0
+        for X, y in data_iter:
+            acc_sum += (net(X).argmax(axis=1) == y.astype("float32")).sum().asscalar()
+            n += y.size
+        return acc_sum / n
+
+    run.set_seed(0)
+    train_iter, test_iter = data.load_data_fashion_mnist(256, loader="gluon")
+    if model == "scratch":
+        net = scratch.ScratchNet(DROP_PROB1, DROP_PROB2)
+        params, trainer = net.params, None
+    else:
+        net = gluon_net.get_net(DROP_PROB1, DROP_PROB2)
+        params, trainer = None, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR})
+    loss = gloss.SoftmaxCrossEntropyLoss()
+    seconds, test_acc = [], 0.0
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        train_l_sum, train_acc_sum, n = 0.0, 0.0, 0
+        for X, y in train_iter:
+            with autograd.record():
+                y_hat = net(X)
+                l = loss(y_hat, y).sum()
+            l.backward()
+            if trainer is None:
+                for param in params:
+                    param[:] = param - LR * param.grad / 256
+            else:
+                trainer.step(256)
+            train_l_sum += l.asscalar()
+            train_acc_sum += (y_hat.argmax(axis=1) == y.astype("float32")).sum().asscalar()
+            n += y.size
+        test_acc = book_accuracy(test_iter, net)
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": seconds[1:], "test_acc": test_acc}
 
 
 def cell_mxnet_scaling(model: str, cells: list, epochs: int) -> dict:
@@ -247,7 +305,7 @@ def cell_rss(out: str) -> dict:
     return {"rss_mb": rss, "seconds": seconds, "test_acc": [float(line.rsplit(" ", 1)[1]) for line in last]}
 
 
-CELLS = {"prepare": cell_prepare, "mxnet": cell_mxnet, "mxnet_scaling": cell_mxnet_scaling,
+CELLS = {"prepare": cell_prepare, "mxnet": cell_mxnet, "book": cell_book, "mxnet_scaling": cell_mxnet_scaling,
          "profile": cell_profile, "torch": cell_torch, "gemm": cell_gemm, "rss": cell_rss}
 
 
@@ -257,8 +315,11 @@ def run_cell(kind: str, env: dict, **kwargs) -> dict:
     """Run one cell in a fresh Python process; return what it printed as JSON (or an error)."""
     print(f"  {kind} {' '.join(f'{k}={v}' for k, v in kwargs.items() if k != 'cells')}",
           file=sys.stderr, flush=True)
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--cell", kind, json.dumps(kwargs)],
-                          capture_output=True, text=True, env=env)
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--cell", kind, json.dumps(kwargs)],
+                              capture_output=True, text=True, env=env, timeout=CELL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {"error": f"cell {kind} did not finish in {CELL_TIMEOUT} s (hung?)"}
     lines = proc.stdout.strip().splitlines()
     if proc.returncode or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -291,6 +352,10 @@ def scaling_cells(quick: bool) -> list:
     return cells
 
 
+def ratio_or_none(a, b):
+    return None if a is None or not b else a / b
+
+
 def mark(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -311,6 +376,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cell", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:  # a worker: run one cell, print its result as the last line
+        if args.cell[0] not in ("torch", "gemm"):  # these must not load MXNet
+            # Before any cell imports MXNet, as in a user's program: the package's engine settings apply.
+            importlib.import_module("dropout_gluon")
         print(json.dumps(CELLS[args.cell[0]](**json.loads(args.cell[1]))))
         return 0
 
@@ -331,7 +399,7 @@ def main(argv=None) -> int:
 
     # 2. Seconds per epoch, {scratch, Gluon} x {book, default}, and PyTorch, interleaved over rounds.
     main_cells = [("default", "scratch"), ("default", "gluon"), ("torch", 1), ("torch", 2),
-                  ("book", "scratch"), ("book", "gluon")]
+                  ("book", "scratch"), ("book", "gluon"), ("loader", "scratch"), ("loader", "gluon")]
     secs: dict = {key: [] for key in main_cells}
     accs: dict = {}
     for _ in range(rounds):
@@ -341,8 +409,10 @@ def main(argv=None) -> int:
                 if "error" not in r:
                     results["torch"] = {"version": r["version"]}
                     r = r["cells"][0]
+            elif loader == "book":
+                r = run_cell("book", env, model=model, epochs=epochs)
             else:
-                r = run_cell("mxnet", env, model=model, loader={"book": "gluon", "default": "memory"}[loader],
+                r = run_cell("mxnet", env, model=model, loader={"loader": "gluon", "default": "memory"}[loader],
                              epochs=epochs)
             if "error" in r:
                 secs[loader, model] = r["error"]
@@ -358,6 +428,8 @@ def main(argv=None) -> int:
     # 3. The GEMM floor and where the default path's time goes.
     gemm = run_cell("gemm", env, cells=[(256, 256)], repeats=20)
     floor = gemm["seconds"][0] if "error" not in gemm else None
+    # The same products on one thread: what an MXNet operator gets when MXNet gives it one OpenMP thread.
+    gemm1 = run_cell("gemm", dict(env, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"), cells=[(256, 256)], repeats=20)
     profiles = {model: run_cell("profile", env, model=model) for model in ("scratch", "gluon")}
 
     # 4. Optional: MXNet and OpenMP settings, each against a default run just before it.
@@ -391,7 +463,7 @@ def main(argv=None) -> int:
     tmp.cleanup()
 
     results.update(seconds={f"{a}/{b}": v for (a, b), v in secs.items()}, torch_threads=torch_threads,
-                   gemm=gemm, profiles=profiles, sweep=sweep,
+                   gemm=gemm, gemm1=gemm1, profiles=profiles, sweep=sweep,
                    scaling=scaling, load=[load_start, os.getloadavg()],
                    total_s=time.perf_counter() - started)
     report(results, med, accs, floor)
@@ -434,11 +506,15 @@ def report(results: dict, med: dict, accs: dict, floor: float | None) -> None:
     la, lb = results["load"]
     print(f"load average (1 min) at start {la[0]:.1f}, at end {lb[0]:.1f}; "
           f"benchmark took {results['total_s'] / 60:.1f} min")
+    engine = results["info"].get("engine") or {}
+    in_effect = ", ".join(f"{k}={v}" for k, v in engine.items()) or "MXNet's defaults"
+    print(f"MXNet engine settings in effect: {in_effect}")
     print()
     print(f"Seconds per epoch (60000 training + 10000 test images, batch 256; median of {epochs} epochs after "
           f"a warm-up, x {rounds} rounds)")
     print(f"{'':28s}{'scratch':>10s}{'Gluon':>10s}")
-    for loader, label in (("book", "book DataLoader"), ("default", "default (memory)")):
+    for loader, label in (("book", "book (DataLoader, loop)"), ("loader", "book DataLoader, train_ch3"),
+                          ("default", "default (memory)")):
         row = [med[loader, m] for m in ("scratch", "gluon")]
         print(f"{label:28s}{fmt(row[0]):>10s}{fmt(row[1]):>10s}")
     torch_s = med["torch", None]
@@ -454,6 +530,11 @@ def report(results: dict, med: dict, accs: dict, floor: float | None) -> None:
         print(f"{'GEMM floor':28s}{fmt(floor):>10s}{fmt(floor):>10s}   ({flops / 1e9:.1f} GFLOP of matrix "
               f"products at {flops / floor / 1e9:.0f} GFLOP/s, numpy on the model's shapes; "
               f"{gemm['square_gflops']:.0f} GFLOP/s on 2048^2)")
+    gemm1 = results["gemm1"]
+    floor1 = gemm1["seconds"][0] if "error" not in gemm1 else None
+    if floor1 is not None:
+        print(f"{'GEMM floor, 1 thread':28s}{fmt(floor1):>10s}{fmt(floor1):>10s}   (the same at "
+              f"{epoch_flops(256, 256) / floor1 / 1e9:.0f} GFLOP/s, numpy's BLAS on one thread)")
     print()
     print(f"{'goal':40s}{'scratch':>10s}{'Gluon':>10s}")
     for key, label, ref in (("torch", f"default / PyTorch       <= {GOALS['vs_torch']:.1f}", torch_s),
@@ -469,6 +550,14 @@ def report(results: dict, med: dict, accs: dict, floor: float | None) -> None:
             ok = ratio >= GOALS["vs_book"] if key == "book" else ratio <= GOALS[f"vs_{key}"]
             cells.append(f"{ratio:.2f} {'ok' if ok else 'NO'}")
         print(f"{label:40s}{cells[0]:>10s}{cells[1]:>10s}")
+    threads = results["info"].get("threads_per_operator")
+    if floor1 is not None and torch_s is not None and threads == 1:
+        # The model's products depend on one another, so they cannot overlap: on one thread each, the
+        # epoch is at least the 1-thread floor.
+        print(f"bound: MXNet runs each operator here on 1 OpenMP thread, so a default epoch takes at least the "
+              f"1-thread GEMM floor, {floor1:.2f} s;\n  PyTorch's {torch_s:.2f} s is {torch_s / floor1:.2f}x that "
+              f"floor. Default / 1-thread floor: scratch {fmt(ratio_or_none(med['default', 'scratch'], floor1))}, "
+              f"Gluon {fmt(ratio_or_none(med['default', 'gluon'], floor1))}")
     rss = results["rss"]
     if "error" in rss:
         print(f"peak RSS of the main job: {rss['error']}")
@@ -480,7 +569,8 @@ def report(results: dict, med: dict, accs: dict, floor: float | None) -> None:
               f"{GOALS['test_acc']}: {mark(acc_ok)}")
 
     print()
-    print("Where the default path's time goes (MXNet profiler, one epoch after a warm-up; ms per epoch)")
+    print("Where the default path's time goes (MXNet profiler, one epoch after a warm-up; ms per epoch; "
+          "operators on MXNet's two workers overlap, so they can sum to more than the wall clock)")
     profiles = results["profiles"]
     if all("error" not in p for p in profiles.values()):
         phases: dict = {}
@@ -503,8 +593,8 @@ def report(results: dict, med: dict, accs: dict, floor: float | None) -> None:
 
     if results["sweep"]:
         print()
-        print("Settings (not applied by the package): epoch time with the setting / without, same run; < 1 is "
-              "faster; 'changes' = another test accuracy from the same seed")
+        print("Other settings (each replaces the package's engine settings): epoch time with the setting / "
+              "the default's, same run; < 1 is faster; 'changes' = another test accuracy from the same seed")
         print(f"{'setting':52s}{'scratch':>16s}{'Gluon':>16s}")
         for setting, by_model in results["sweep"].items():
             cells = [f"{fmt(by_model[m])}{'' if by_model[m + '_same'] else ' changes'}" for m in ("scratch", "gluon")]
