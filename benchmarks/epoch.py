@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 N_TRAIN, N_TEST, NUM_INPUTS, NUM_OUTPUTS = 60000, 10000, 784, 10
+# The chapter's, as dropout_gluon.run has them: repeated for the cells that must not load MXNet (PyTorch's,
+# the GEMM floor's); tests/test_benchmark.py checks that they agree.
 LR, DROP_PROB1, DROP_PROB2 = 0.5, 0.2, 0.5
 GOALS = {"vs_torch": 1.0, "vs_book": 3.0, "vs_floor": 2.0, "rss_mb": 700, "test_acc": 0.84}
 WIDTHS, BATCHES = (256, 512, 1024, 2048), (64, 256, 1024)
@@ -97,10 +99,10 @@ def cell_book(model: str, epochs: int) -> dict:
     the number of right predictions as Python floats after every batch (and every test batch), and its
     `sgd` updates a parameter with four operators, `param[:] = param - lr * param.grad / batch_size`.
     """
-    from mxnet import autograd, gluon
+    from mxnet import autograd
     from mxnet.gluon import loss as gloss
 
-    from dropout_gluon import data, gluon_net, run, scratch
+    from dropout_gluon import data, run
 
     def book_accuracy(data_iter, net):
         acc_sum, n = 0.0, 0
@@ -111,12 +113,7 @@ def cell_book(model: str, epochs: int) -> dict:
 
     run.set_seed(0)
     train_iter, test_iter = data.load_data_fashion_mnist(256, loader="gluon")
-    if model == "scratch":
-        net = scratch.ScratchNet(DROP_PROB1, DROP_PROB2)
-        params, trainer = net.params, None
-    else:
-        net = gluon_net.get_net(DROP_PROB1, DROP_PROB2)
-        params, trainer = None, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR})
+    net, params, trainer = run.build(model)
     loss = gloss.SoftmaxCrossEntropyLoss()
     seconds, test_acc = [], 0.0
     for _ in range(epochs + 1):
@@ -142,10 +139,9 @@ def cell_book(model: str, epochs: int) -> dict:
 
 def cell_mxnet_scaling(model: str, cells: list, epochs: int) -> dict:
     """Seconds per epoch of (width, batch size, fraction) cells, each from `fraction` of the data, scaled up."""
-    from mxnet import gluon
     from mxnet.gluon import loss as gloss
 
-    from dropout_gluon import data, gluon_net, run, scratch, trainer
+    from dropout_gluon import data, run, trainer
 
     arrays = data.load_arrays()
     results = []
@@ -154,35 +150,24 @@ def cell_mxnet_scaling(model: str, cells: list, epochs: int) -> dict:
         train_iter = data.DataIter(arrays[0][:m], arrays[1][:m], batch_size, shuffle=True)
         test_iter = data.DataIter(arrays[2][:t], arrays[3][:t], batch_size, shuffle=False)
         run.set_seed(0)
-        loss = gloss.SoftmaxCrossEntropyLoss()
-        if model == "scratch":  # as run.train_scratch, at width h
-            net = scratch.ScratchNet(DROP_PROB1, DROP_PROB2, scratch.init_params(h, h))
-            history = trainer.train_ch3(net, train_iter, test_iter, loss, epochs + 1, batch_size,
-                                        net.params, LR, log=None)
-        else:  # as run.train_gluon, at width h
-            net = gluon_net.get_net(DROP_PROB1, DROP_PROB2, h, h)
-            tr = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR})
-            history = trainer.train_ch3(net, train_iter, test_iter, loss, epochs + 1, batch_size,
-                                        None, None, tr, log=None)
+        net, params, tr = run.build(model, num_hiddens1=h, num_hiddens2=h)
+        history = trainer.train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), epochs + 1,
+                                    batch_size, params, LR, tr, log=None)
         results.append(statistics.median(history.column("seconds")[1:]) / fraction)
     return {"seconds": results}
 
 
 def cell_profile(model: str) -> dict:
     """Milliseconds of each MXNet operator in one epoch of the default path, after a warm-up epoch."""
-    from mxnet import gluon, nd, profiler
+    from mxnet import nd, profiler
     from mxnet.gluon import loss as gloss
 
-    from dropout_gluon import data, gluon_net, run, scratch, trainer
+    from dropout_gluon import data, run, trainer
 
     run.set_seed(0)
     train_iter, test_iter = data.load_data_fashion_mnist(256)
-    if model == "scratch":
-        net = scratch.ScratchNet(DROP_PROB1, DROP_PROB2)
-        args = (net.params, LR, None)
-    else:
-        net = gluon_net.get_net(DROP_PROB1, DROP_PROB2)
-        args = (None, None, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR}))
+    net, params, tr = run.build(model)
+    args = (params, LR, tr)
     loss = gloss.SoftmaxCrossEntropyLoss()
     plain = trainer.train_ch3(net, train_iter, test_iter, loss, 2, 256, *args, log=None)
     with tempfile.TemporaryDirectory() as tmp:

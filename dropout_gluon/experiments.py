@@ -21,9 +21,9 @@ from mxnet import gluon
 from mxnet.gluon import loss as gloss
 
 from . import data, run
-from .gluon_net import check_gluon_drop_prob, get_net
+from .gluon_net import check_gluon_drop_prob
 from .persist import write_text
-from .scratch import ScratchNet, check_drop_prob, init_params, num_inputs, num_outputs
+from .scratch import check_drop_prob, num_inputs, num_outputs
 from .trainer import Epoch, TrainingDiverged, evaluate_accuracy, train_ch3
 
 EXERCISES = ("swap", "epochs", "width", "weight-decay")
@@ -109,16 +109,14 @@ class L2PenalizedLoss:
 def build(config: RunConfig) -> tuple:
     """`(net, params, trainer, loss)` for train_ch3; call `run.set_seed` first for a reproducible init."""
     h, loss = config.num_hiddens, gloss.SoftmaxCrossEntropyLoss()
-    if config.model == "gluon":
-        net = get_net(config.drop_prob1, config.drop_prob2, h, h)
+    net, params, trainer = run.build(config.model, config.drop_prob1, config.drop_prob2, config.lr, h, h)
+    if config.wd and trainer is not None:
         # Decay the weights only, as the book's weight-decay chapter does (its second trainer for biases).
         net.collect_params(".*bias").setattr("wd_mult", 0.0)
         trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": config.lr, "wd": config.wd})
-        return net, None, trainer, loss
-    net = ScratchNet(config.drop_prob1, config.drop_prob2, init_params(h, h))
-    if config.wd:
-        loss = L2PenalizedLoss(loss, net.params[0::2], config.wd)  # W1, W2, W3
-    return net, net.params, None, loss
+    elif config.wd:
+        loss = L2PenalizedLoss(loss, params[0::2], config.wd)  # W1, W2, W3
+    return net, params, trainer, loss
 
 
 class _Diverged(Exception):

@@ -12,7 +12,7 @@ from mxnet.gluon import loss as gloss
 
 from .data import load_data_fashion_mnist
 from .gluon_net import check_gluon_drop_prob, get_net
-from .scratch import ScratchNet, check_drop_prob
+from .scratch import ScratchNet, check_drop_prob, init_params, num_hiddens1, num_hiddens2
 from .trainer import History, train_ch3
 
 # The chapter's hyperparameters, in one place.
@@ -69,6 +69,22 @@ def _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx):
     return data_iters
 
 
+def build(model: str, drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, lr: float = lr,
+          num_hiddens1: int = num_hiddens1, num_hiddens2: int = num_hiddens2, ctx=None) -> tuple:
+    """A fresh model as `train_ch3` takes it, `(net, params, trainer)`.
+
+    'scratch': the chapter's `net` and its `params`, for `sgd` (no trainer); 'gluon': the chapter's
+    `nn.Sequential` and its `gluon.Trainer` (no params). Seed first (`set_seed`) for a reproducible init.
+    """
+    if model == "scratch":
+        net = ScratchNet(drop_prob1, drop_prob2, init_params(num_hiddens1, num_hiddens2, ctx=ctx))
+        return net, net.params, None
+    if model == "gluon":
+        net = get_net(drop_prob1, drop_prob2, num_hiddens1, num_hiddens2, ctx=ctx)
+        return net, None, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
+    raise ValueError(f"model must be 'scratch' or 'gluon', got {model!r}")
+
+
 def train_scratch(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
                   drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
                   seed: int | None = 0, root=None, loader: str = "memory", data_iters: tuple | None = None,
@@ -77,9 +93,9 @@ def train_scratch(num_epochs: int = num_epochs, lr: float = lr, batch_size: int 
     check_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
     check_drop_prob(drop_prob2, "drop_prob2")
     train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx)
-    net = ScratchNet(drop_prob1, drop_prob2, ctx=ctx)
+    net, params, _ = build("scratch", drop_prob1, drop_prob2, lr, ctx=ctx)
     history = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
-                        batch_size, net.params, lr, log=log, on_epoch=on_epoch)
+                        batch_size, params, lr, log=log, on_epoch=on_epoch)
     return net, history
 
 
@@ -91,8 +107,7 @@ def train_gluon(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = 
     check_gluon_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
     check_gluon_drop_prob(drop_prob2, "drop_prob2")
     train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx)
-    net = get_net(drop_prob1, drop_prob2, ctx=ctx)
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
+    net, _, trainer = build("gluon", drop_prob1, drop_prob2, lr, ctx=ctx)
     history: History = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
                                  batch_size, None, None, trainer, log=log, on_epoch=on_epoch)
     return net, history
