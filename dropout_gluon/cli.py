@@ -217,6 +217,9 @@ def main(argv=None) -> int:
     except (ValueError, UsageError, data.DataError, ModelFileError) as e:
         print(f"dropout-gluon: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # whoever read our output stopped (e.g. `| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else flushing at exit fails again
+        return 1
     except OSError as e:  # e.g. a full disk while writing an output: say which file, no traceback
         print(f"dropout-gluon: error: cannot write {e.filename or 'an output file'}: {e.strerror}", file=sys.stderr)
         return 2

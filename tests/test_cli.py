@@ -163,3 +163,13 @@ def test_progress_passes_every_batch_through():
     progress = Progress(data_iter, "test")
     assert len(progress) == 7
     assert [y.asnumpy().tolist() for _, y in progress] == [y.asnumpy().tolist() for _, y in data_iter]
+
+
+def test_output_into_a_closed_pipe_stops_quietly(real_data):
+    # `dropout-gluon data status | head -1`: the reader goes away before the output is written.
+    proc = subprocess.Popen([sys.executable, "-m", "dropout_gluon", "data", "status"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # long before the command has imported MXNet and checked the files
+    stderr = proc.stderr.read()
+    assert proc.wait() == 1
+    assert stderr == ""
