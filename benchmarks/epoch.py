@@ -56,11 +56,11 @@ def gemms(b: int, h: int, train: bool) -> list:
     return fwd + weight_grads + input_grads
 
 
-def epoch_flops(h: int, batch_size: int, fraction: float = 1.0) -> float:
-    """Floating-point operations of the matrix products of one epoch (training and the test pass)."""
+def epoch_flops(h: int, batch_size: int, fraction: float = 1.0, test_only: bool = False) -> float:
+    """Floating-point operations of one epoch's matrix products: training and the test pass (or the test only)."""
     total = 0
-    for n, train in ((round(N_TRAIN * fraction), True), (round(N_TEST * fraction), False)):
-        for b in batches(n, batch_size):
+    for n, train in ([] if test_only else [(N_TRAIN, True)]) + [(N_TEST, False)]:
+        for b in batches(round(n * fraction), batch_size):
             total += sum(2 * m * k * n_ for m, k, n_ in gemms(b, h, train))
     return float(total)
 
@@ -358,6 +358,8 @@ def main(argv=None) -> int:
     parser.add_argument("--env-sweep", action="store_true",
                         help=f"also time the default path under each of: {', '.join(ENV_SWEEP)}")
     parser.add_argument("--json", default=None, help="also write every measurement to this file")
+    parser.add_argument("--report", default=None, metavar="JSON",
+                        help="print the report of measurements saved with --json, without measuring")
     parser.add_argument("--cell", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:  # a worker: run one cell, print its result as the last line
@@ -365,6 +367,18 @@ def main(argv=None) -> int:
             # Before any cell imports MXNet, as in a user's program: the package's engine settings apply.
             importlib.import_module("dropout_gluon")
         print(json.dumps(CELLS[args.cell[0]](**json.loads(args.cell[1]))))
+        return 0
+
+    if args.report:
+        try:
+            report(json.loads(Path(args.report).read_text()))
+        except OSError as e:
+            print(f"benchmark: cannot read {args.report}: {e.strerror}", file=sys.stderr)
+            return 2
+        except (ValueError, KeyError, TypeError) as e:
+            print(f"benchmark: {args.report} is not a file written by --json ({type(e).__name__}: {e})",
+                  file=sys.stderr)
+            return 2
         return 0
 
     epochs = args.epochs or (2 if args.quick else 3)
@@ -386,7 +400,6 @@ def main(argv=None) -> int:
     main_cells = [("default", "scratch"), ("default", "gluon"), ("torch", 1), ("torch", 2),
                   ("book", "scratch"), ("book", "gluon"), ("loader", "scratch"), ("loader", "gluon")]
     secs: dict = {key: [] for key in main_cells}
-    accs: dict = {}
     for _ in range(rounds):
         for loader, model in main_cells:
             if loader == "torch":
@@ -404,17 +417,14 @@ def main(argv=None) -> int:
                 continue
             if isinstance(secs[loader, model], list):
                 secs[loader, model] += r["seconds"]
-                accs[loader, model] = r["test_acc"]
-    med = {k: statistics.median(v) if isinstance(v, list) and v else None for k, v in secs.items()}
-    # The reference is PyTorch at its better thread count in this run: the stricter comparison.
-    torch_meds = [(med["torch", t], t) for t in (1, 2) if med["torch", t] is not None]
-    med["torch", None], torch_threads = min(torch_meds) if torch_meds else (None, None)
+    seconds = {f"{a}/{b}": v for (a, b), v in secs.items()}
+    torch_threads = medians(seconds)["torch_threads"]
 
     # 3. The GEMM floor and where the default path's time goes.
     gemm = run_cell("gemm", env, cells=[(256, 256)], repeats=20)
-    floor = gemm["seconds"][0] if "error" not in gemm else None
     # The same products on one thread: what an MXNet operator gets when MXNet gives it one OpenMP thread.
-    gemm1 = run_cell("gemm", dict(env, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"), cells=[(256, 256)], repeats=20)
+    gemm1 = run_cell("gemm", dict(env, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"), cells=[(256, 256)],
+                     repeats=20)
     profiles = {model: run_cell("profile", env, model=model) for model in ("scratch", "gluon")}
 
     # 4. Optional: MXNet and OpenMP settings, each against a default run just before it.
@@ -447,11 +457,11 @@ def main(argv=None) -> int:
                    "torch": run_cell("torch", env, cells=cells, epochs=se, threads=torch_threads or 1)}
     tmp.cleanup()
 
-    results.update(seconds={f"{a}/{b}": v for (a, b), v in secs.items()}, torch_threads=torch_threads,
+    results.update(seconds=seconds, torch_threads=torch_threads,
                    gemm=gemm, gemm1=gemm1, profiles=profiles, sweep=sweep,
                    scaling=scaling, load=[load_start, os.getloadavg()],
                    total_s=time.perf_counter() - started)
-    report(results, med, accs, floor)
+    report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
@@ -479,9 +489,24 @@ def phase_of(op: str) -> str:
     return "bookkeeping (argmax, casts, copies, ...)"
 
 
-def report(results: dict, med: dict, accs: dict, floor: float | None) -> None:
-    """Print the tables."""
+def medians(seconds: dict) -> dict:
+    """Median seconds per epoch of each main cell, keyed (loader, model); ("torch", None) is the reference,
+    PyTorch at its faster thread count in this run (the stricter comparison), "torch_threads" that count."""
+    med: dict = {}
+    for key, values in seconds.items():
+        loader, model = key.split("/")
+        med[loader, int(model) if loader == "torch" else model] = (
+            statistics.median(values) if isinstance(values, list) and values else None)  # else an error
+    torch_meds = [(med["torch", t], t) for t in (1, 2) if med.get(("torch", t)) is not None]
+    med["torch", None], med["torch_threads"] = min(torch_meds) if torch_meds else (None, None)
+    return med
+
+
+def report(results: dict) -> None:
+    """Print the tables from the measurements (a run's, or one saved with --json)."""
     epochs, rounds = results["epochs"], results["rounds"]
+    med = medians(results["seconds"])
+    floor = results["gemm"]["seconds"][0] if "error" not in results["gemm"] else None
     torch_info = results.get("torch")
     versions = f"mxnet {results['info']['mxnet']}, numpy {results['info']['numpy']}"
     if torch_info:
@@ -537,12 +562,16 @@ def report(results: dict, med: dict, accs: dict, floor: float | None) -> None:
         print(f"{label:40s}{cells[0]:>10s}{cells[1]:>10s}")
     threads = results["info"].get("threads_per_operator")
     if floor1 is not None and torch_s is not None and threads == 1:
-        # The model's products depend on one another, so they cannot overlap: on one thread each, the
-        # epoch is at least the 1-thread floor.
-        print(f"bound: MXNet runs each operator here on 1 OpenMP thread, so a default epoch takes at least the "
-              f"1-thread GEMM floor, {floor1:.2f} s;\n  PyTorch's {torch_s:.2f} s is {torch_s / floor1:.2f}x that "
-              f"floor. Default / 1-thread floor: scratch {fmt(ratio_or_none(med['default', 'scratch'], floor1))}, "
-              f"Gluon {fmt(ratio_or_none(med['default', 'gluon'], floor1))}")
+        # Each product needs the one before it (the test pass's, ~7% of the FLOPs, excepted: its batches
+        # are independent), so on one thread each they add up: the epoch takes about the 1-thread floor or more.
+        test_share = epoch_flops(256, 256, test_only=True) / epoch_flops(256, 256)
+        vs_floor1, vs_t1 = ({m: fmt(ratio_or_none(med["default", m], ref)) for m in ("scratch", "gluon")}
+                            for ref in (floor1, med["torch", 1]))
+        print(f"bound: MXNet runs each operator here on 1 OpenMP thread and the products depend on one another "
+              f"(but the test pass's, {test_share:.0%} of the FLOPs),\n  so a default epoch takes at least about "
+              f"the 1-thread GEMM floor, {floor1:.2f} s; PyTorch's {torch_s:.2f} s is {torch_s / floor1:.2f}x "
+              f"that floor.\n  default / 1-thread floor: scratch {vs_floor1['scratch']}, Gluon {vs_floor1['gluon']}; "
+              f"default / PyTorch on 1 thread: scratch {vs_t1['scratch']}, Gluon {vs_t1['gluon']}")
     rss = results["rss"]
     if "error" in rss:
         print(f"peak RSS of the main job: {rss['error']}")

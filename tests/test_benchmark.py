@@ -1,6 +1,9 @@
 """The benchmark measures the chapter's training: its book loop and its constants are the package's."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from benchmarks import epoch
@@ -30,3 +33,15 @@ def test_the_book_loop_trains_what_train_ch3_trains(model, real_data):
     train = run.train_scratch if model == "scratch" else run.train_gluon
     _, history = train(1, loader="gluon", log=None)
     assert book["test_acc"] == history[-1].test_acc
+
+
+def test_report_of_the_committed_run(capsys):
+    # The README's tables come from this file (`--report`); the goal ratios are the medians' ratios.
+    saved = Path(epoch.__file__).parent / "results" / "2026-11-27-epyc-2-cores.json"
+    assert epoch.main(["--report", str(saved)]) == 0
+    out = capsys.readouterr().out
+    med = epoch.medians(json.loads(saved.read_text())["seconds"])
+    ratios = [med["default", m] / med["torch", None] for m in ("scratch", "gluon")]
+    assert f"default / PyTorch       <= 1.0             {ratios[0]:.2f} NO   {ratios[1]:.2f} NO" in out
+    assert med["torch", None] == min(med["torch", 1], med["torch", 2])
+    assert "Scaling: seconds per epoch" in out and "Other settings" in out
