@@ -72,11 +72,14 @@ def cell_prepare(out: str) -> dict:
     import mxnet as mx
     import numpy as np
 
+    import dropout_gluon
     from dropout_gluon import data, engine
 
     for name, array in zip(("train_x", "train_y", "test_x", "test_y"), data.load_arrays()):
         np.save(Path(out) / f"{name}.npy", array)
+    # The user's choices, or what the package applied (it unsets the worker count once MXNet has read it).
     settings = {name: os.environ[name] for name in engine.USER_CHOICES if name in os.environ}
+    settings.update(dropout_gluon.ENGINE_SETTINGS)
     threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or engine.threads_per_operator(engine.usable_cpus(),
                                                                                         platform.machine())
     return {"mxnet": mx.__version__, "numpy": np.__version__, "gpus": mx.context.num_gpus(), "engine": settings,

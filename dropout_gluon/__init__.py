@@ -1,7 +1,7 @@
 """The "Dropout" chapter of Dive into Deep Learning (MXNet/Gluon), runnable: `import dropout_gluon as gb`."""
 from . import engine
 
-engine.configure()  # before anything below imports MXNet
+ENGINE_SETTINGS = engine.load_mxnet()  # first: MXNet reads its engine settings as it loads
 
 from .data import DataError, load_data_fashion_mnist
 from .gluon_net import get_net

@@ -1,4 +1,4 @@
-"""MXNet engine settings that make training faster and change no number; they must be set before MXNet loads."""
+"""MXNet engine settings that make training faster and change no number; applied as MXNet loads."""
 from __future__ import annotations
 
 import os
@@ -24,26 +24,32 @@ def threads_per_operator(cpus: int, machine: str) -> int:
 
 
 def settings(environ, cpus: int, machine: str) -> dict:
-    """Environment variables to add for MXNet: a second CPU worker thread where that is safe, else nothing.
-
-    MXNet runs operators on one worker thread; with two, independent operators overlap (the scratch
-    model's bias gradients next to its weight gradients, the next batch's dropout draws next to this
-    batch's update): 12% off a scratch epoch on 2 cores, the same floats, as each operator still runs
-    alone on its OpenMP threads and the engine keeps every read-after-write order. With it, the Gluon
-    `Trainer`'s SGD updates each parameter on its own (aggregation size 1) instead of in groups of 4, so
-    an update starts as soon as its gradient is ready, alongside the rest of the backward pass: 6% off a
-    Gluon epoch, the same floats (both measured on 2 cores, both tested). Safe only while each
-    operator gets one OpenMP thread, which MXNet 1.9 gives on x86 when it sees at most 3 processors (it
-    halves them, taking them for hyperthreads): with two threads per operator, two workers call the
-    bundled OpenBLAS 0.3.13 (an OpenMP build) at once and it deadlocks (measured: hangs in exec_blas).
-    """
-    if any(name in environ for name in USER_CHOICES):
-        return {}
-    if threads_per_operator(cpus, machine) > 1:
+    """Environment variables to add for MXNet: a second CPU worker where that is safe, else nothing."""
+    # MXNet runs operators on one worker thread. With two, independent operators overlap: the next batch's
+    # dropout draws and gather next to this batch's backward pass, an update next to the gradients still
+    # being computed; and Gluon's SGD then updates each parameter as soon as its gradient is ready
+    # (aggregation size 1) instead of in groups of 4 after the whole backward pass. MXNet's defaults take
+    # 1.10x (scratch) and 1.08x (Gluon) as long on 2 cores (README, Performance). The floats are the same
+    # (tested): each operator still runs alone on its OpenMP threads, and the engine keeps every
+    # read-after-write order. Safe only while each operator gets one OpenMP thread, as MXNet 1.9 gives on
+    # x86 with at most 3 processors: with two threads per operator, two workers calling the bundled
+    # OpenBLAS 0.3.13 (an OpenMP build) at once deadlock (measured: hung in exec_blas).
+    if any(name in environ for name in USER_CHOICES) or threads_per_operator(cpus, machine) > 1:
         return {}
     return {"MXNET_CPU_WORKER_NTHREADS": "2", "MXNET_OPTIMIZER_AGGREGATION_SIZE": "1"}
 
 
-def configure() -> None:
-    """Apply `settings` to this process; without effect if MXNet's engine has already started."""
-    os.environ.update(settings(os.environ, usable_cpus(), platform.machine()))
+def load_mxnet() -> dict:
+    """Import MXNet with `settings` applied; return what was applied (nothing if MXNet was already loaded)."""
+    import sys
+
+    added = {} if "mxnet" in sys.modules else settings(os.environ, usable_cpus(), platform.machine())
+    os.environ.update(added)
+    try:
+        import mxnet  # noqa: F401  (its engine starts here and reads MXNET_CPU_WORKER_NTHREADS, once)
+    finally:
+        # Child processes must not inherit the worker count: one that sets OMP_NUM_THREADS=2 would
+        # deadlock with it. The aggregation size stays, as Gluon reads it whenever it makes an optimizer.
+        if "MXNET_CPU_WORKER_NTHREADS" in added:
+            del os.environ["MXNET_CPU_WORKER_NTHREADS"]
+    return added

@@ -37,11 +37,30 @@ def run_python(code: str, **env) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def test_importing_the_package_applies_the_settings_before_mxnet_loads():
-    code = "import os, dropout_gluon; print(os.environ.get('MXNET_CPU_WORKER_NTHREADS', '-'))"
-    expected = engine.settings({}, engine.usable_cpus(), platform.machine()).get("MXNET_CPU_WORKER_NTHREADS", "-")
-    assert run_python(code) == expected
-    assert run_python(code, OMP_NUM_THREADS="1") == "-"
+# Threads of the process once MXNet has run an operator on the CPU (its engine starts workers lazily).
+COUNT_THREADS = """
+import os, dropout_gluon
+from mxnet import nd
+(nd.ones(1) + 1).wait_to_read()
+print(len(os.listdir("/proc/self/task")), os.environ.get("MXNET_CPU_WORKER_NTHREADS", "-"),
+      dropout_gluon.ENGINE_SETTINGS)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_importing_the_package_gives_mxnet_its_second_worker_and_children_nothing():
+    expected = engine.settings({}, engine.usable_cpus(), platform.machine())
+    threads, leftover, applied = run_python(COUNT_THREADS).split(" ", 2)
+    one_worker = run_python(COUNT_THREADS, MXNET_CPU_WORKER_NTHREADS="1").split(" ", 2)
+    assert applied == repr(expected)
+    assert int(threads) == int(one_worker[0]) + (1 if expected else 0)  # the engine really has it
+    assert leftover == "-"  # read by MXNet as it loaded, then unset: a child process cannot inherit it
+    assert one_worker[2] == "{}"  # a user's own setting turns the package's off
+
+
+def test_nothing_is_applied_when_mxnet_was_loaded_first():
+    code = "import mxnet, dropout_gluon; print(dropout_gluon.ENGINE_SETTINGS)"
+    assert run_python(code) == "{}"
 
 
 TRAIN_BOTH = """
