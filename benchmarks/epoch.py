@@ -114,8 +114,9 @@ def cell_book(model: str, epochs: int) -> dict:
             n += y.size
         return acc_sum / n
 
+    lr, batch_size = run.lr, run.batch_size
     run.set_seed(0)
-    train_iter, test_iter = data.load_data_fashion_mnist(256, loader="gluon")
+    train_iter, test_iter = data.load_data_fashion_mnist(batch_size, loader="gluon")
     net, params, trainer = run.build(model)
     loss = gloss.SoftmaxCrossEntropyLoss()
     seconds, test_acc = [], 0.0
@@ -129,9 +130,9 @@ def cell_book(model: str, epochs: int) -> dict:
             l.backward()
             if trainer is None:
                 for param in params:
-                    param[:] = param - LR * param.grad / 256
+                    param[:] = param - lr * param.grad / batch_size
             else:
-                trainer.step(256)
+                trainer.step(batch_size)
             train_l_sum += l.asscalar()
             train_acc_sum += (y_hat.argmax(axis=1) == y.astype("float32")).sum().asscalar()
             n += y.size
@@ -587,7 +588,7 @@ def report(results: dict) -> None:
 
     print()
     print("Where the default path's time goes (MXNet profiler, one epoch after a warm-up; ms per epoch; "
-          "operators on MXNet's two workers overlap, so they can sum to more than the wall clock)")
+          "operators on MXNet's workers can overlap, so they can sum to more than the wall clock)")
     profiles = results["profiles"]
     if all("error" not in p for p in profiles.values()):
         phases: dict = {}
