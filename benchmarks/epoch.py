@@ -75,7 +75,8 @@ def cell_prepare(out: str) -> dict:
     import dropout_gluon
     from dropout_gluon import data, engine
 
-    for name, array in zip(("train_x", "train_y", "test_x", "test_y"), data.load_arrays()):
+    dataset = data.load_dataset()
+    for name, array in zip(("train_x", "train_y", "test_x", "test_y"), dataset.arrays):
         np.save(Path(out) / f"{name}.npy", array)
     # The user's choices, or what the package applied (it unsets the worker count once MXNet has read it).
     settings = {name: os.environ[name] for name in engine.USER_CHOICES if name in os.environ}
@@ -83,7 +84,7 @@ def cell_prepare(out: str) -> dict:
     threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or engine.threads_per_operator(engine.usable_cpus(),
                                                                                         platform.machine())
     return {"mxnet": mx.__version__, "numpy": np.__version__, "gpus": mx.context.num_gpus(), "engine": settings,
-            "threads_per_operator": threads}
+            "threads_per_operator": threads, "data": str(dataset.source)}
 
 
 def cell_mxnet(model: str, loader: str, epochs: int) -> dict:
@@ -147,7 +148,7 @@ def cell_mxnet_scaling(model: str, cells: list, epochs: int) -> dict:
 
     from dropout_gluon import data, run, trainer
 
-    arrays = data.load_arrays()
+    arrays = data.load_dataset().arrays
     results = []
     for h, batch_size, fraction in cells:
         m, t = round(N_TRAIN * fraction), round(N_TEST * fraction)
@@ -517,6 +518,8 @@ def report(results: dict) -> None:
         versions += f", torch {torch_info['version']}"
     gpus = results["info"]["gpus"]
     print(f"machine: {results['machine']}, {'no GPU' if not gpus else f'{gpus} GPUs (unused)'}; {versions}")
+    if "data" in results["info"]:  # (runs saved before the data was recorded lack it)
+        print(f"data: {results['info']['data']}")
     la, lb = results["load"]
     print(f"load average (1 min) at start {la[0]:.1f}, at end {lb[0]:.1f}; "
           f"benchmark took {results['total_s'] / 60:.1f} min")

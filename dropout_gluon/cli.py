@@ -19,7 +19,8 @@ EXAMPLES = """examples:
   dropout-gluon train                          both models, the chapter's hyperparameters, outputs in runs/
   dropout-gluon train --model gluon --epochs 10 --drop-prob1 0.5 --drop-prob2 0.2 --out runs/swapped
   dropout-gluon predict --params runs/swapped/gluon/model.params --n 10
-  dropout-gluon data status                    where the dataset is found and whether each file verifies
+  dropout-gluon data status                    each folder searched, its release, and the one a run uses
+  dropout-gluon train --data-release first     the release every published run of the book used
 """
 MODELS = {"scratch": ("from scratch", run.train_scratch), "gluon": ("Gluon", run.train_gluon)}
 
@@ -50,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--drop-prob1", type=float, default=run.drop_prob1)
     train.add_argument("--drop-prob2", type=float, default=run.drop_prob2)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--data-dir", default=None, help=f"folder with the four files (or set {data.ENV_VAR})")
+    add_data_arguments(train)
     train.add_argument("--out", default=None, help="folder for history, plot, parameters and configuration "
                                                    "(default: a new folder under runs/)")
     train.add_argument("--loader", choices=["memory", "gluon"], default="memory",
@@ -61,14 +62,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     predict.add_argument("--params", required=True, help="a model.params written by 'dropout-gluon train'")
     predict.add_argument("--n", type=int, default=10, help="how many test images to show (1-100)")
     predict.add_argument("--out", default=None, help="the PNG to write (default: predictions.png beside --params)")
-    predict.add_argument("--data-dir", default=None)
+    add_data_arguments(predict, release=None)
     predict.add_argument("--ctx", choices=["cpu", "gpu"], default="cpu")
 
     status = sub.add_parser("data", help="find and verify Fashion-MNIST; 'fetch' downloads what is missing")
     status.add_argument("action", nargs="?", choices=["status", "verify", "fetch"], default="status")
-    status.add_argument("--data-dir", default=None, help=f"folder with the four files (or set {data.ENV_VAR})")
-    experiments.add_exercise_parser(sub)
+    add_data_arguments(status)
+    add_data_arguments(experiments.add_exercise_parser(sub))
     return parser.parse_args(argv)
+
+
+def add_data_arguments(parser, release: str | None = data.DEFAULT_RELEASE) -> None:
+    """--data-dir and --data-release, the same for every command that reads the data."""
+    parser.add_argument("--data-dir", default=None, help=f"folder with the four files of one release (or set "
+                                                         f"{data.ENV_VAR}); without it, the default search")
+    parser.add_argument("--data-release", choices=list(data.RELEASES), default=release,
+                        help="'final' (2017-08-31, what Debian, torchvision and Keras ship) or 'first' (2017-08-26, "
+                             "Gluon's mirror: what the book's published runs used)"
+                             + (f"; default {release}" if release else "; default: the model's own"))
 
 
 def get_ctx(name: str):
@@ -111,6 +122,7 @@ class Progress:
 
     def __init__(self, data_iter, desc: str):
         self.data_iter, self.desc = data_iter, desc
+        self.source = getattr(data_iter, "source", None)
 
     def __len__(self) -> int:
         return len(self.data_iter)
@@ -138,8 +150,11 @@ def cmd_train(args) -> None:
     check(args.drop_prob1, "drop_prob1")
     check(args.drop_prob2, "drop_prob2")
     ctx = get_ctx(args.ctx)
-    train_iter, test_iter = data.load_data_fashion_mnist(args.batch_size, root=args.data_dir, loader=args.loader)
+    train_iter, test_iter = data.load_data_fashion_mnist(args.batch_size, root=args.data_dir, loader=args.loader,
+                                                         data_release=args.data_release)
+    source = train_iter.source
     out = make_out_dir(args.out)
+    print(f"# data: {source}", flush=True)
     histories = {}
     for name in names:
         title, train = MODELS[name]
@@ -149,7 +164,8 @@ def cmd_train(args) -> None:
             (folder / stale).unlink(missing_ok=True)  # a rerun into the same --out must not mix two runs
         config = {"model": name, "num_epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                   "drop_prob1": args.drop_prob1, "drop_prob2": args.drop_prob2, "seed": args.seed,
-                  "data_dir": args.data_dir, "loader": args.loader, "ctx": str(ctx)}
+                  "data_release": source.release, "data_dir": source.folder, "loader": args.loader,
+                  "ctx": str(ctx)}
         write_text(folder / "config.json", json.dumps(config, indent=1) + "\n")
         print(f"# {title}: epochs {args.epochs}, lr {args.lr}, batch size {args.batch_size}, "
               f"drop_prob1 {args.drop_prob1}, drop_prob2 {args.drop_prob2}, seed {args.seed}", flush=True)
@@ -159,13 +175,13 @@ def cmd_train(args) -> None:
 
         def on_epoch(epoch, folder=folder, done=done):
             done.append(epoch)
-            save_history(History(done), folder)
+            save_history(History(done, source), folder)
 
         try:
             net, history = train(args.epochs, args.lr, args.batch_size, args.drop_prob1, args.drop_prob2,
                                  seed=args.seed, data_iters=iters, on_epoch=on_epoch, log=_print_flush, ctx=ctx)
         except (TrainingDiverged, KeyboardInterrupt) as e:
-            save_history(History(done), folder)  # also when no epoch finished: an empty table, not nothing
+            save_history(History(done, source), folder)  # also when no epoch finished: an empty table, not nothing
             e.out = folder  # main() says where the finished epochs went
             raise
         save_model(net, folder / "model.params")
@@ -191,11 +207,20 @@ def cmd_predict(args) -> None:
         raise UsageError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
                          f"writable; give a .png file path")
     net, kind = load_model(params, ctx)
-    _, _, test_images, test_labels = data.load_arrays(args.data_dir)
+    trained_on = trained_release(params)
+    release = args.data_release or trained_on or data.DEFAULT_RELEASE
+    _, _, test_images, test_labels = data.load_dataset(args.data_dir, release).arrays
+    if trained_on is None:
+        print(f"dropout-gluon: note: no config.json beside {params} says which release of Fashion-MNIST the model "
+              f"was trained on; testing it on the {release} release", file=sys.stderr)
+    elif trained_on != release:
+        print(f"dropout-gluon: note: the model was trained on the {trained_on} release and is tested on the "
+              f"{release} release; the two split the images differently (some test images of one are training "
+              f"images of the other), so this is not a test accuracy", file=sys.stderr)
     test_iter = run.ToContext(data.DataIter(test_images, test_labels, 256, shuffle=False), ctx)
     acc = evaluate_accuracy(test_iter, net)
     n_test = len(test_labels)
-    print(f"{kind} model {params}: test acc {acc:.4f} ({round(acc * n_test)}/{n_test})")
+    print(f"{kind} model {params}: test acc {acc:.4f} ({round(acc * n_test)}/{n_test}), {release} release")
     X, y = next(iter(run.ToContext(data.DataIter(test_images[:args.n], test_labels[:args.n], args.n,
                                                  shuffle=False), ctx)))
     preds = net(X).argmax(axis=1).asnumpy().astype(int)
@@ -203,10 +228,27 @@ def cmd_predict(args) -> None:
     print(f"predictions for {args.n} test images: {path}")
 
 
+def trained_release(params: Path) -> str | None:
+    """The data release in the config.json that 'train' wrote beside `params`, or None if there is none."""
+    try:
+        release = json.loads((params.parent / "config.json").read_text()).get("data_release")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return release if release in data.RELEASES else None
+
+
 def cmd_data(args) -> None:
-    for name in data.FILES:
-        path, _ = data.find_file(name, args.data_dir, download=args.action == "fetch")
-        print(f"{name}: verified, {path}")
+    release = args.data_release
+    if args.action == "fetch":
+        data.load_dataset(args.data_dir, release)  # downloads the release if no folder holds it whole
+    rows = data.status(args.data_dir, release)
+    used = next((folder for folder, why in rows if why is None), None)
+    print(f"Fashion-MNIST {release} release ({data.RELEASES[release]}); the folders searched, in order (* = used):")
+    for folder, why in rows:
+        print(f"  * {folder}: the {release} release, all four files verified" if folder == used
+              else f"    {why[0]}")
+    if used is None:
+        data.load_dataset(args.data_dir, release, download=False)  # raises the error a run would give
 
 
 def main(argv=None) -> int:

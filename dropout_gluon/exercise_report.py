@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .data import RELEASES
 from .persist import atomic_write, write_text
 
 COLUMNS = ("configuration", "test acc, final", "test acc, best (epoch)", "train acc, while training (book)",
@@ -43,7 +44,8 @@ def describe(settings: dict) -> str:
 
 def table(summary: dict, settings: dict) -> str:
     """The Markdown table of an exercise, one row per configuration."""
-    lines = [f"*{describe(settings)}; accuracies in %.*", "", "| " + " | ".join(COLUMNS) + " |",
+    release = f"Fashion-MNIST {settings['data_release']} release ({RELEASES[settings['data_release']]})"
+    lines = [f"*{describe(settings)}; {release}; accuracies in %.*", "", "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 2) + ["---"]) + "|"]
     for label, s in summary.items():
         best_epoch = s["best_epoch"][0]

@@ -5,6 +5,7 @@ seed, so an interrupted sweep resumes where it stopped and a rerun only rebuilds
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -57,10 +58,12 @@ class RunConfig:
     train_size: int | None = None     # the first examples of each set; None is all of it
     test_size: int | None = None
     seed: int = 0
+    data_release: str = data.DEFAULT_RELEASE  # the two releases are different data: part of the key
 
     def __post_init__(self):
         if self.model not in ("gluon", "scratch"):
             raise ValueError(f"model must be 'gluon' or 'scratch', got {self.model!r}")
+        data.check_release(self.data_release)
         check = check_gluon_drop_prob if self.model == "gluon" else check_drop_prob
         run.check_hyperparams(self.num_epochs, self.lr, self.batch_size)
         for name in ("drop_prob1", "drop_prob2"):
@@ -138,7 +141,8 @@ def train_run(config: RunConfig, data_iters: tuple) -> dict:
 
     Divergence ends the run early and is recorded, never raised; the epochs before it are kept.
     `data_iters` is `(train_iter, test_iter, train_eval_iter)`, the last unshuffled for the final
-    train accuracy in predict mode (the book's train acc is measured with dropout on).
+    train accuracy in predict mode (the book's train acc is measured with dropout on); the record names
+    their `source`, the data release and folder.
     """
     train_iter, test_iter, train_eval_iter = data_iters
     start = time.perf_counter()
@@ -154,7 +158,9 @@ def train_run(config: RunConfig, data_iters: tuple) -> dict:
     except _Diverged as e:
         diverged = {"kind": e.kind, "epoch": e.epoch.epoch, "loss": e.epoch.loss}
     train_acc_eval = evaluate_accuracy(train_eval_iter, net) if diverged is None else None
+    source = train_iter.source
     return {"key": config.key(), "config": dataclasses.asdict(config),
+            "data": {"release": source.release, "folder": source.folder} if source else None,
             "history": [e._asdict() for e in history], "diverged": diverged,
             "final_train_acc_eval": train_acc_eval, "seconds": time.perf_counter() - start}
 
@@ -225,11 +231,12 @@ def _label(config: RunConfig) -> str:
 
 
 def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/exercises",
-          arrays: tuple | None = None, root=None, progress: bool = True,
+          dataset: data.Dataset | None = None, root=None, progress: bool = True,
           after_run: Callable[[dict], None] | None = None) -> dict:
     """Run every configuration not already in the cache; return `{key: record}` for all of them.
 
-    `after_run(record)` is called after each run that was computed (and stored) by this call.
+    The data is `dataset` if given (it must be the configurations' release), else `data.load_dataset(root,
+    release)`. `after_run(record)` is called after each run that was computed (and stored) by this call.
     """
     cache = RunCache(cache_dir)
     configs = list({c.key(): c for c in configs}.values())  # a configuration shared by two arms runs once
@@ -238,15 +245,14 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
     bar = Progress(len(configs), len(configs) - len(todo), sum(map(_work, todo)), enabled=progress and bool(todo))
     iters = {}
     for config in todo:
-        subset = (config.train_size, config.test_size, config.batch_size)
+        subset = (config.data_release, config.train_size, config.test_size, config.batch_size)
         if subset not in iters:
-            if arrays is None:
-                arrays = data.load_arrays(root)
-            train_images, train_labels, test_images, test_labels = arrays
-            n, m = config.train_size, config.test_size
-            iters[subset] = (data.DataIter(train_images[:n], train_labels[:n], config.batch_size, shuffle=True),
-                             data.DataIter(test_images[:m], test_labels[:m], config.batch_size, shuffle=False),
-                             data.DataIter(train_images[:n], train_labels[:n], config.batch_size, shuffle=False))
+            dataset = _dataset(dataset, root, config.data_release)
+            (train_images, train_labels, test_images, test_labels), source = dataset.arrays, dataset.source
+            n, m, b = config.train_size, config.test_size, config.batch_size
+            iters[subset] = (data.DataIter(train_images[:n], train_labels[:n], b, shuffle=True, source=source),
+                             data.DataIter(test_images[:m], test_labels[:m], b, shuffle=False, source=source),
+                             data.DataIter(train_images[:n], train_labels[:n], b, shuffle=False, source=source))
         record = train_run(config, iters[subset])
         cache.put(config, record)
         records[config.key()] = record
@@ -254,6 +260,14 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
         if after_run is not None:
             after_run(record)
     return records
+
+
+def _dataset(given: data.Dataset | None, root, release: str) -> data.Dataset:
+    # A dataset passed in is never silently swapped for another release: that is the caller's mistake.
+    if given is not None and given.source.release != release:
+        raise ValueError(f"the dataset passed in is the {given.source.release} release, but the configurations "
+                         f"ask for the {release} release; pass data_release='{given.source.release}'")
+    return given if given is not None else data.load_dataset(root, release)
 
 
 # ------------------------------------------------------------------------------------------- summaries
@@ -290,9 +304,10 @@ def summarize(records: list) -> dict:
 # ----------------------------------------------------------------------------------------- exercises
 
 def arms(name: str, *, num_epochs: int, model: str = "gluon", train_size: int | None = None,
-         test_size: int | None = None) -> list:
+         test_size: int | None = None, data_release: str = data.DEFAULT_RELEASE) -> list:
     """The exercise's configurations without a seed, as `[(label, RunConfig), ...]`."""
-    base = RunConfig(model=model, num_epochs=num_epochs, train_size=train_size, test_size=test_size)
+    base = RunConfig(model=model, num_epochs=num_epochs, train_size=train_size, test_size=test_size,
+                     data_release=data_release)
     p1, p2 = run.drop_prob1, run.drop_prob2
     none = dataclasses.replace(base, drop_prob1=0.0, drop_prob2=0.0)
     if name == "swap":
@@ -320,7 +335,7 @@ class ExerciseResult:
     plots: list
     summary: dict           # label -> summarize(...)
     runs: dict              # label -> [record per seed]
-    settings: dict          # epochs, seeds, data subset, model
+    settings: dict          # epochs, seeds, data release and subset, model
 
 
 def _seeds(seeds, quick: bool) -> tuple:
@@ -337,7 +352,7 @@ def _seeds(seeds, quick: bool) -> tuple:
 
 
 def plan(name: str, *, quick: bool = False, seeds=None, epochs: int | None = None,
-         model: str = "gluon") -> tuple:
+         model: str = "gluon", data_release: str = data.DEFAULT_RELEASE) -> tuple:
     """`(settings, arms, configs)` of an exercise: what `run_exercise` would train."""
     if name not in EXERCISES:
         raise ValueError(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)} (or 'all')")
@@ -345,23 +360,25 @@ def plan(name: str, *, quick: bool = False, seeds=None, epochs: int | None = Non
     if epochs is None:
         epochs = (QUICK["epochs"] if quick else DEFAULT_EPOCHS)[name]
     sizes = {"train_size": QUICK["train_size"], "test_size": QUICK["test_size"]} if quick else {}
-    the_arms = arms(name, num_epochs=epochs, model=model, **sizes)
+    the_arms = arms(name, num_epochs=epochs, model=model, data_release=data_release, **sizes)
     configs = [dataclasses.replace(c, seed=s) for _, c in the_arms for s in seeds]
     settings = {"exercise": name, "model": model, "epochs": epochs, "seeds": list(seeds), "lr": run.lr,
                 "batch_size": run.batch_size, "train_size": sizes.get("train_size"),
-                "test_size": sizes.get("test_size"), "quick": quick}
+                "test_size": sizes.get("test_size"), "data_release": data_release, "quick": quick}
     return settings, the_arms, configs
 
 
 def run_exercise(name: str, *, quick: bool = False, seeds=None, epochs: int | None = None,
                  out_dir: os.PathLike | str = "docs/exercises", cache_dir: os.PathLike | str = "runs/exercises",
-                 progress: bool = True, model: str = "gluon", root=None, arrays: tuple | None = None,
+                 progress: bool = True, model: str = "gluon", root=None,
+                 data_release: str = data.DEFAULT_RELEASE, dataset: data.Dataset | None = None,
                  after_run: Callable[[dict], None] | None = None) -> ExerciseResult:
     """Run (or reuse) an exercise's runs, then write `<out_dir>/<name>.md` (table) and `<name>.png`."""
     from .exercise_report import write_report  # matplotlib only when a report is written
 
-    settings, the_arms, configs = plan(name, quick=quick, seeds=seeds, epochs=epochs, model=model)
-    records = sweep(configs, cache_dir=cache_dir, arrays=arrays, root=root, progress=progress,
+    settings, the_arms, configs = plan(name, quick=quick, seeds=seeds, epochs=epochs, model=model,
+                                       data_release=data_release)
+    records = sweep(configs, cache_dir=cache_dir, dataset=dataset, root=root, progress=progress,
                     after_run=after_run)
     runs = {label: [records[dataclasses.replace(c, seed=s).key()] for s in settings["seeds"]]
             for label, c in the_arms}
@@ -373,22 +390,20 @@ def run_exercise(name: str, *, quick: bool = False, seeds=None, epochs: int | No
 
 def run_all(*, quick: bool = False, seeds=None, epochs: int | None = None,
             out_dir: os.PathLike | str = "docs/exercises", cache_dir: os.PathLike | str = "runs/exercises",
-            progress: bool = True, model: str = "gluon", root=None, arrays: tuple | None = None,
-            after_run: Callable[[dict], None] | None = None) -> dict:
+            progress: bool = True, model: str = "gluon", root=None, data_release: str = data.DEFAULT_RELEASE,
+            dataset: data.Dataset | None = None, after_run: Callable[[dict], None] | None = None) -> dict:
     """All four exercises as one sweep (one progress bar, shared runs trained once); `{name: result}`."""
-    configs = [c for name in EXERCISES
-               for c in plan(name, quick=quick, seeds=seeds, epochs=epochs, model=model)[2]]
-    if arrays is None and any(RunCache(cache_dir).get(c) is None for c in configs):
-        arrays = data.load_arrays(root)
-    sweep(configs, cache_dir=cache_dir, arrays=arrays, progress=progress, after_run=after_run)
-    return {name: run_exercise(name, quick=quick, seeds=seeds, epochs=epochs, out_dir=out_dir,
-                               cache_dir=cache_dir, progress=False, model=model, arrays=arrays)
+    settings = dict(quick=quick, seeds=seeds, epochs=epochs, model=model, data_release=data_release)
+    configs = [c for name in EXERCISES for c in plan(name, **settings)[2]]
+    sweep(configs, cache_dir=cache_dir, dataset=dataset, root=root, progress=progress, after_run=after_run)
+    # Every run is in the cache now: the reports read them from there.
+    return {name: run_exercise(name, out_dir=out_dir, cache_dir=cache_dir, progress=False, **settings)
             for name in EXERCISES}
 
 
 # ------------------------------------------------------------------------------------------ command line
 
-def add_exercise_parser(subparsers) -> None:
+def add_exercise_parser(subparsers) -> argparse.ArgumentParser:
     """Add `exercise swap|epochs|width|weight-decay|all` to the CLI's subparsers."""
     p = subparsers.add_parser("exercise", help="answer the chapter's exercises by experiments (resumable)")
     p.add_argument("name", choices=list(EXERCISES) + ["all"])
@@ -400,14 +415,15 @@ def add_exercise_parser(subparsers) -> None:
     p.add_argument("--model", choices=["gluon", "scratch"], default="gluon")
     p.add_argument("--out", default="docs/exercises", help="folder for the tables and plots")
     p.add_argument("--cache", default="runs/exercises", help="folder of finished runs (reused on a rerun)")
-    p.add_argument("--data-dir", default=None, help=f"folder with the four files (or set {data.ENV_VAR})")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p
 
 
 def cmd_exercise(args) -> None:
     """Run the exercise(s) named in `args` and print each table with the files written."""
     kwargs = dict(quick=args.quick, seeds=args.seeds, epochs=args.epochs, out_dir=args.out,
-                  cache_dir=args.cache, progress=args.progress, model=args.model, root=args.data_dir)
+                  cache_dir=args.cache, progress=args.progress, model=args.model, root=args.data_dir,
+                  data_release=args.data_release)
     try:
         results = run_all(**kwargs) if args.name == "all" else {args.name: run_exercise(args.name, **kwargs)}
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ from mxnet import nd
 
 from .gluon_net import get_net
 from .scratch import ScratchNet, num_inputs, num_outputs
-from .trainer import History
+from .trainer import Epoch, History
 
 SCRATCH_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3"]
 
@@ -46,11 +46,13 @@ def write_text(path: os.PathLike | str, text: str) -> Path:
 
 
 def save_history(history: History, folder: Path) -> None:
-    """`history.json` and `history.csv` in `folder`, one row an epoch."""
-    rows = [e._asdict() for e in history]
+    """`history.json` and `history.csv` in `folder`, one row an epoch, each naming its data release and folder."""
+    # The label on every row: a row copied elsewhere still says which data its numbers came from.
+    label = {"data_release": history.source.release, "data_dir": history.source.folder} if history.source else {}
+    rows = [{**e._asdict(), **label} for e in history]
     write_text(folder / "history.json", json.dumps(rows, indent=1) + "\n")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]._fields) if history else ["epoch"])
+    writer = csv.DictWriter(buffer, fieldnames=[*Epoch._fields, *label])
     writer.writeheader()
     writer.writerows(rows)
     write_text(folder / "history.csv", buffer.getvalue())

@@ -10,7 +10,7 @@ import numpy as np
 from mxnet import gluon
 from mxnet.gluon import loss as gloss
 
-from .data import load_data_fashion_mnist
+from .data import DEFAULT_RELEASE, load_data_fashion_mnist
 from .gluon_net import check_gluon_drop_prob, get_net
 from .scratch import ScratchNet, check_drop_prob, init_params, num_hiddens1, num_hiddens2
 from .trainer import History, train_ch3
@@ -41,6 +41,7 @@ class ToContext:
 
     def __init__(self, data_iter, ctx):
         self.data_iter, self.ctx = data_iter, ctx
+        self.source = getattr(data_iter, "source", None)
 
     def __len__(self) -> int:
         return len(self.data_iter)
@@ -57,13 +58,13 @@ def check_seed(seed) -> None:
         raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
 
 
-def _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx):
+def _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx, data_release):
     check_hyperparams(num_epochs, lr, batch_size)
     check_seed(seed)
     if seed is not None:
         set_seed(seed)
     if data_iters is None:
-        data_iters = load_data_fashion_mnist(batch_size, root=root, loader=loader)
+        data_iters = load_data_fashion_mnist(batch_size, root=root, loader=loader, data_release=data_release)
     if ctx is not None and ctx != mx.cpu():
         data_iters = tuple(ToContext(data_iter, ctx) for data_iter in data_iters)
     return data_iters
@@ -87,12 +88,13 @@ def build(model: str, drop_prob1: float = drop_prob1, drop_prob2: float = drop_p
 
 def train_scratch(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
                   drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
-                  seed: int | None = 0, root=None, loader: str = "memory", data_iters: tuple | None = None,
-                  log=print, on_epoch=None, ctx=None) -> tuple:
+                  seed: int | None = 0, root=None, data_release: str = DEFAULT_RELEASE, loader: str = "memory",
+                  data_iters: tuple | None = None, log=print, on_epoch=None, ctx=None) -> tuple:
     """Train a fresh from-scratch `net`; return `(net, history)`. The same seed gives the same history."""
     check_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
     check_drop_prob(drop_prob2, "drop_prob2")
-    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx)
+    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx,
+                                    data_release)
     net, params, _ = build("scratch", drop_prob1, drop_prob2, lr, ctx=ctx)
     history = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
                         batch_size, params, lr, log=log, on_epoch=on_epoch)
@@ -101,12 +103,13 @@ def train_scratch(num_epochs: int = num_epochs, lr: float = lr, batch_size: int 
 
 def train_gluon(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
                 drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
-                seed: int | None = 0, root=None, loader: str = "memory", data_iters: tuple | None = None,
-                log=print, on_epoch=None, ctx=None) -> tuple:
+                seed: int | None = 0, root=None, data_release: str = DEFAULT_RELEASE, loader: str = "memory",
+                data_iters: tuple | None = None, log=print, on_epoch=None, ctx=None) -> tuple:
     """Train a fresh Gluon `nn.Sequential` with `nn.Dropout`; return `(net, history)`."""
     check_gluon_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
     check_gluon_drop_prob(drop_prob2, "drop_prob2")
-    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx)
+    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx,
+                                    data_release)
     net, _, trainer = build("gluon", drop_prob1, drop_prob2, lr, ctx=ctx)
     history: History = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
                                  batch_size, None, None, trainer, log=log, on_epoch=on_epoch)

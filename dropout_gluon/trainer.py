@@ -23,14 +23,22 @@ class Epoch(NamedTuple):
 
 
 class History(list):
-    """The `Epoch`s of one training run; its repr is one line, so a notebook cell ending in train_ch3 stays tidy."""
+    """The `Epoch`s of one training run and the data they came from (`source`: release and folder, if known).
+
+    Its repr is one line, so a notebook cell ending in train_ch3 stays tidy.
+    """
+
+    def __init__(self, epochs=(), source=None):
+        super().__init__(epochs)
+        self.source = source
 
     def __repr__(self) -> str:
+        on = f", {self.source.release} release" if self.source else ""
         if not self:
-            return "History([])"
+            return f"History([]{on})"
         last = self[-1]
         return (f"History({len(self)} epochs, last: loss {last.loss:.4f}, train acc {last.train_acc:.3f}, "
-                f"test acc {last.test_acc:.3f})")
+                f"test acc {last.test_acc:.3f}{on})")
 
     def column(self, name: str) -> list:
         """One field over all epochs, e.g. `history.column('test_acc')`."""
@@ -85,10 +93,11 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
               on_epoch: Callable[[Epoch], None] | None = None) -> History:
     """Train `net` as the book's train_ch3 does (sgd on `params` if no `trainer`), printing a line per epoch.
 
-    Returns the `History`. Raises `TrainingDiverged` when an epoch's loss is not finite. `on_epoch`, if
-    given, receives each `Epoch` as it finishes (e.g. to draw live curves).
+    Returns the `History`, labelled with `train_iter.source` (the data release) where the iterator has one.
+    Raises `TrainingDiverged` when an epoch's loss is not finite. `on_epoch`, if given, receives each
+    `Epoch` as it finishes (e.g. to draw live curves).
     """
-    history = History()
+    history = History(source=getattr(train_iter, "source", None))
     for epoch in range(1, num_epochs + 1):
         start = time.perf_counter()
         # Sums stay NDArrays (float64, as the book's Python floats) and are read once per epoch, so

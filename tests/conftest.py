@@ -11,7 +11,9 @@ import pytest
 
 from dropout_gluon import data
 
-CHAPTER = Path(__file__).resolve().parents[1].parent / "shared" / "chapter" / "dropout.md"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CHAPTER = SHARED / "chapter" / "dropout.md"
+FIRST_RELEASE = SHARED / "data" / "first-release"
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -23,7 +25,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 def write_idx(path: Path, array: np.ndarray) -> data.FileSpec:
     """Write `array` as IDX (gzip if the name ends in .gz); return the spec a genuine copy must meet."""
     payload = idx_bytes(array)
-    raw = gzip.compress(payload) if path.suffix == ".gz" else payload
+    raw = gzip.compress(payload, mtime=0) if path.suffix == ".gz" else payload
     path.write_bytes(raw)
     return data.FileSpec(array.shape, hashlib.sha256(payload).hexdigest(),
                          hashlib.sha1(raw).hexdigest(), hashlib.md5(raw).hexdigest())
@@ -38,27 +40,81 @@ def isolated_dirs(tmp_path, monkeypatch):
     return tmp_path
 
 
+class Releases:
+    """Two small synthetic releases of the four files (100 train, 30 test images each), as data.FILES.
+
+    Like the real ones they share shapes and differ in content; the first release's image files verify
+    only by their .gz SHA-1, as the real first release's do.
+    """
+
+    def __init__(self, monkeypatch):
+        rng = np.random.default_rng(0)
+        self.arrays = {release: {"train-images-idx3-ubyte": rng.integers(0, 256, (100, 28, 28)),
+                                 "train-labels-idx1-ubyte": (np.arange(100) + shift) % 10,
+                                 "t10k-images-idx3-ubyte": rng.integers(0, 256, (30, 28, 28)),
+                                 "t10k-labels-idx1-ubyte": (np.arange(30) + shift) % 10}
+                       for release, shift in (("final", 0), ("first", 3))}
+        files = {}
+        for release, arrays in self.arrays.items():
+            files[release] = {}
+            for name, array in arrays.items():
+                payload = idx_bytes(array)
+                raw = self.gz(release, name)
+                known = release == "final" or "labels" in name
+                files[release][name] = data.FileSpec(array.shape, hashlib.sha256(payload).hexdigest() if known
+                                                     else None, hashlib.sha1(raw).hexdigest(),
+                                                     hashlib.md5(raw).hexdigest())
+        monkeypatch.setattr(data, "FILES", files)
+
+    def gz(self, release: str, name: str) -> bytes:
+        """The file as 'published': gzip with a fixed header, so its .gz hashes are fixed."""
+        return gzip.compress(idx_bytes(self.arrays[release][name]), mtime=0)
+
+    def put(self, folder: Path, release: str, names=data.NAMES) -> Path:
+        """Write `names` of `release` into `folder` as .gz files."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (folder / (name + ".gz")).write_bytes(self.gz(release, name))
+        return folder
+
+
 @pytest.fixture
-def small_dataset(isolated_dirs, monkeypatch):
-    """A tiny Fashion-MNIST lookalike (100 train, 30 test images) that verifies as genuine."""
-    rng = np.random.default_rng(0)
-    folder = isolated_dirs / "small"
-    folder.mkdir()
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (100, 28, 28)),
-              "train-labels-idx1-ubyte": np.arange(100) % 10,
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (30, 28, 28)),
-              "t10k-labels-idx1-ubyte": np.arange(30) % 10}
-    for name, array in arrays.items():
-        monkeypatch.setitem(data.FILES, name, write_idx(folder / (name + ".gz"), array))
-    return folder, arrays
+def releases(isolated_dirs, monkeypatch):
+    """Two synthetic releases installed as the known ones, and every search folder empty."""
+    return Releases(monkeypatch)
+
+
+@pytest.fixture
+def small_dataset(releases, isolated_dirs):
+    """A folder holding the synthetic final release: `(folder, {name: array})`."""
+    return releases.put(isolated_dirs / "small", "final"), releases.arrays["final"]
+
+
+def required(what: str, error) -> None:
+    """Skip a test whose real inputs are missing; in CI (`CI` set) fail instead: they must run there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the tests that need {what}: {error}")
+    pytest.skip(f"{what} not available: {error}")
 
 
 @pytest.fixture(scope="session")
-def real_data():
-    """The real Fashion-MNIST arrays; skipped locally when missing, a failure in CI (it must run there)."""
+def real_dataset():
+    """The real Fashion-MNIST, final release, as the default search finds it."""
     try:
-        return data.load_arrays(download=False)
+        return data.load_dataset(download=False)
     except data.DataError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the real-data tests: {e}")
-        pytest.skip(f"real Fashion-MNIST not available: {e}")
+        required("the real Fashion-MNIST", e)
+
+
+@pytest.fixture(scope="session")
+def real_data(real_dataset):
+    """The real Fashion-MNIST arrays: `(train_images, train_labels, test_images, test_labels)`."""
+    return real_dataset.arrays
+
+
+@pytest.fixture(scope="session")
+def first_release_labels():
+    """The folder with the real first release's two label files (shared/data/first-release)."""
+    if not (FIRST_RELEASE / "t10k-labels-idx1-ubyte.gz").is_file():
+        required("shared/data/first-release", f"{FIRST_RELEASE} is missing")
+    return FIRST_RELEASE

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,15 +20,18 @@ from dropout_gluon.data import DataIter
 # Runs the CLI with the system's data folders pointed elsewhere, so "no data" can be tested on a machine
 # that has it (the subprocess cannot see pytest's monkeypatch).
 ISOLATED = ("import pathlib, sys; import dropout_gluon.data as d; d.DEBIAN_DIR = pathlib.Path(sys.argv[1]); "
-            "d.mirrors = lambda: []; from dropout_gluon.cli import main; sys.exit(main(sys.argv[2:]))")
+            "d.mirrors = lambda release: []; from dropout_gluon.cli import main; sys.exit(main(sys.argv[2:]))")
 
 
-def cli(*args, isolated=None) -> subprocess.CompletedProcess:
-    command, env = [sys.executable, "-m", "dropout_gluon"], None
+def cli(*args, isolated=None, **env) -> subprocess.CompletedProcess:
+    """Run `dropout-gluon args` with `env` added to the environment; `isolated`: a folder that stands in for
+    MXNet's home and Debian's folder, with no download."""
+    command = [sys.executable, "-m", "dropout_gluon"]
     if isolated:
         command = [sys.executable, "-c", ISOLATED, str(isolated)]
-        env = {**os.environ, "MXNET_HOME": str(isolated), data.ENV_VAR: ""}
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, check=False, env=env)
+        env = {"MXNET_HOME": str(isolated), data.ENV_VAR: "", **env}
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, check=False,
+                          env={**os.environ, **env})
 
 
 def assert_one_line_error(result, *words):
@@ -64,14 +68,80 @@ def test_out_that_cannot_be_written(tmp_path, real_data):
     assert_one_line_error(result, "cannot write to --out")
 
 
-def test_missing_and_corrupt_data(tmp_path):
-    result = cli("train", isolated=tmp_path / "empty")
-    assert_one_line_error(result, "not found", "apt-get install dataset-fashion-mnist")
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
-    result = cli("train", "--data-dir", tmp_path / "mine", "--out", tmp_path / "out", isolated=tmp_path / "empty")
-    assert_one_line_error(result, "train-images-idx3-ubyte.gz is a truncated or damaged gzip file")
+def test_missing_data(tmp_path):
+    result = cli("train", "--out", tmp_path / "out", isolated=tmp_path / "empty")
+    assert_one_line_error(result, "no folder holds Fashion-MNIST's final release whole",
+                          "apt-get install dataset-fashion-mnist")
     assert not (tmp_path / "out").exists()
+
+
+def _folder(tmp_path, case, first_release_labels, real_folder=None):
+    folder = tmp_path / case
+    if case == "missing":
+        return folder
+    folder.mkdir()
+    if case == "incomplete":  # the first release's two label files, nothing else
+        for path in first_release_labels.glob("*.gz"):
+            (folder / path.name).symlink_to(path)
+    if case == "corrupt":
+        (folder / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    if case == "mixed":  # the real final release, but for the first release's test labels
+        for path in Path(real_folder).iterdir():
+            (folder / path.name).symlink_to(path)
+        (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+        (folder / "t10k-labels-idx1-ubyte.gz").symlink_to(first_release_labels / "t10k-labels-idx1-ubyte.gz")
+    return folder
+
+
+@pytest.mark.parametrize("case, how, words", [  # (every case both ways: test_data.py)
+    ("missing", "--data-dir", ["does not exist"]),
+    ("incomplete", data.ENV_VAR, ["is incomplete: no train-images-idx3-ubyte",
+                                  "first release's train-labels-idx1-ubyte"]),
+    ("corrupt", "--data-dir", ["train-images-idx3-ubyte.gz is a truncated or damaged gzip file"]),
+])
+def test_a_bad_chosen_folder_stops_every_command(tmp_path, first_release_labels, case, how, words):
+    folder = _folder(tmp_path, case, first_release_labels)
+    where = ["--data-dir", folder] if how == "--data-dir" else []
+    env = {} if where else {data.ENV_VAR: str(folder)}
+    for command in (["train", "--out", tmp_path / "out"], ["data", "status"],
+                    ["exercise", "swap", "--quick", "--out", tmp_path / "out", "--cache", tmp_path / "cache"]):
+        result = cli(*command, *where, **env)
+        assert_one_line_error(result, str(folder), how if where else data.ENV_VAR, *words)
+        assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_mixed_chosen_folder_is_refused(tmp_path, first_release_labels, real_dataset):
+    folder = _folder(tmp_path, "mixed", first_release_labels, real_dataset.source.folder)
+    result = cli("train", "--data-dir", folder, "--out", tmp_path / "out")
+    assert_one_line_error(result, "mixes files of two releases", "first release: t10k-labels-idx1-ubyte")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_first_release_where_only_the_final_is_there(tmp_path, real_data):
+    result = cli("train", "--data-release", "first", "--out", tmp_path / "out", MXNET_HOME=str(tmp_path / "mx"),
+                 MXNET_GLUON_REPO="http://127.0.0.1:9/")  # nothing listens there: the download fails at once
+    assert_one_line_error(result, "no folder holds Fashion-MNIST's first release whole",
+                          "holds the final release (2017-08-31)", "--data-release first")
+    assert not (tmp_path / "out").exists()
+
+
+def test_first_release_test_labels_beside_debians_copy(tmp_path, first_release_labels, real_dataset):
+    # The failure that made this rule: Gluon's first-release test labels in MXNet's folder (an interrupted
+    # MXNet session), Debian's final release installed; files were verified one by one and combined, and
+    # training ran to the end at chance (0.10) with exit 0.
+    mx_dir = tmp_path / "mx" / "datasets" / "fashion-mnist"
+    mx_dir.mkdir(parents=True)
+    (mx_dir / "t10k-labels-idx1-ubyte.gz").write_bytes((first_release_labels / "t10k-labels-idx1-ubyte.gz")
+                                                       .read_bytes())
+    env = {"MXNET_HOME": str(tmp_path / "mx"), data.ENV_VAR: ""}
+    status = cli("data", "status", **env)
+    assert status.returncode == 0, status.stderr
+    assert f"{mx_dir} is incomplete" in status.stdout and "first release's t10k-labels-idx1-ubyte" in status.stdout
+    assert f"* {real_dataset.source.folder}: the final release, all four files verified" in status.stdout
+    result = cli("train", "--model", "gluon", "--epochs", "1", "--out", tmp_path / "out", **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"# data: Fashion-MNIST final release (2017-08-31), {real_dataset.source.folder}\n")
+    assert json.loads((tmp_path / "out" / "gluon" / "history.json").read_text())[0]["test_acc"] > 0.7
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +153,10 @@ def trained(tmp_path_factory, real_data):
     return out, result.stdout
 
 
-def test_train_writes_everything(trained):
+def test_train_writes_everything(trained, real_dataset):
     out, stdout = trained
+    data_folder = real_dataset.source.folder
+    assert stdout.splitlines()[0] == f"# data: Fashion-MNIST final release (2017-08-31), {data_folder}"
     assert stdout.count("epoch 1, loss") == 2 and str(out) in stdout
     for model in ("scratch", "gluon"):
         folder = out / model
@@ -92,8 +164,12 @@ def test_train_writes_everything(trained):
             "config.json", "curves.png", "history.csv", "history.json", "model.params"]
         history = json.loads((folder / "history.json").read_text())
         assert [e["epoch"] for e in history] == [1] and 0.5 < history[0]["test_acc"] < 1
-        assert (folder / "history.csv").read_text().splitlines()[0] == "epoch,loss,train_acc,test_acc,seconds"
-        assert json.loads((folder / "config.json").read_text())["drop_prob2"] == 0.5
+        csv_lines = (folder / "history.csv").read_text().splitlines()
+        assert csv_lines[0] == "epoch,loss,train_acc,test_acc,seconds,data_release,data_dir"
+        assert csv_lines[1].endswith(f",final,{data_folder}")
+        assert (history[0]["data_release"], history[0]["data_dir"]) == ("final", data_folder)
+        config = json.loads((folder / "config.json").read_text())
+        assert config["drop_prob2"] == 0.5 and (config["data_release"], config["data_dir"]) == ("final", data_folder)
         assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "curves.png").is_file()
 
@@ -104,8 +180,23 @@ def test_saved_model_predicts_the_same_accuracy(trained, model):
     test_acc = json.loads((out / model / "history.json").read_text())[-1]["test_acc"]
     result = cli("predict", "--params", out / model / "model.params", "--n", "6")
     assert result.returncode == 0, result.stderr
-    assert f"{model} model" in result.stdout and f"({round(test_acc * 10000)}/10000)" in result.stdout
+    assert f"{model} model" in result.stdout and f"({round(test_acc * 10000)}/10000), final release" in result.stdout
     assert (out / model / "predictions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.stderr == ""  # trained and tested on the same release: nothing to say
+
+
+def test_predict_says_when_the_release_differs_or_is_unknown(trained, tmp_path):
+    out, _ = trained
+    (tmp_path / "model.params").write_bytes((out / "gluon" / "model.params").read_bytes())
+    result = cli("predict", "--params", tmp_path / "model.params", "--n", "2")
+    assert result.returncode == 0, result.stderr
+    assert "no config.json beside" in result.stderr and "testing it on the final release" in result.stderr
+    config = json.loads((out / "gluon" / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "data_release": "first"}))
+    result = cli("predict", "--params", tmp_path / "model.params", "--n", "2", "--data-release", "final")
+    assert result.returncode == 0, result.stderr
+    assert "trained on the first release and is tested on the final release" in result.stderr
+    assert "not a test accuracy" in result.stderr and "final release" in result.stdout
 
 
 def test_bad_parameter_files(tmp_path, trained):

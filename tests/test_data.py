@@ -1,9 +1,11 @@
-"""The IDX reader, verification, the search order and the download path, on small files the tests write."""
+"""The IDX reader, which release a file is, one release per data set, the search order and the download path."""
 from __future__ import annotations
 
 import functools
 import gzip
 import http.server
+import json
+import shutil
 import socket
 import threading
 
@@ -12,7 +14,8 @@ import pytest
 from conftest import idx_bytes, write_idx
 from mxnet import gluon, nd
 
-from dropout_gluon import data
+from dropout_gluon import data, run
+from dropout_gluon.persist import save_history
 
 NAME = "t10k-labels-idx1-ubyte"
 
@@ -54,87 +57,192 @@ def test_header_longer_than_file(tmp_path):
         data.read_idx(path)
 
 
-def test_verify_accepts_payload_hash_of_a_regzipped_copy(tmp_path):
+# ------------------------------------------------------------------------------------ which release a file is
+
+@pytest.mark.parametrize("release", ["final", "first"])
+@pytest.mark.parametrize("name", data.NAMES)
+def test_identify_names_each_files_release(releases, tmp_path, release, name):
+    path = tmp_path / (name + ".gz")
+    path.write_bytes(releases.gz(release, name))
+    got, array = data.identify(path, name)
+    assert got == release
+    np.testing.assert_array_equal(array, releases.arrays[release][name])
+    assert not array.flags.writeable  # shared by the cache: nobody may change it in place
+
+
+def test_a_regzipped_copy_verifies_by_its_payload(releases, tmp_path):
     # Debian's copies differ from upstream only in the gzip header: the payload hash still matches.
-    array = np.arange(50) % 10
-    spec = write_idx(tmp_path / "a.gz", array)
-    (tmp_path / "b.gz").write_bytes(gzip.compress(idx_bytes(array), mtime=12345))
-    assert (tmp_path / "a.gz").read_bytes() != (tmp_path / "b.gz").read_bytes()
-    np.testing.assert_array_equal(data.verify(tmp_path / "b.gz", spec), array)
+    name = "t10k-images-idx3-ubyte"
+    payload = gzip.decompress(releases.gz("final", name))
+    (tmp_path / "a.gz").write_bytes(gzip.compress(payload, mtime=12345))
+    (tmp_path / "b").write_bytes(payload)  # and uncompressed
+    assert (tmp_path / "a.gz").read_bytes() != releases.gz("final", name)
+    assert data.identify(tmp_path / "a.gz", name)[0] == data.identify(tmp_path / "b", name)[0] == "final"
+    # The first release's images are known only by their .gz hashes: a re-gzipped copy cannot be verified.
+    (tmp_path / "c.gz").write_bytes(gzip.compress(gzip.decompress(releases.gz("first", name)), mtime=12345))
+    with pytest.raises(data.DataError, match=r"c\.gz matches no release's published checksums"):
+        data.identify(tmp_path / "c.gz", name)
 
 
-def test_verify_accepts_a_mirror_gz_hash(tmp_path):
-    spec = write_idx(tmp_path / "a.gz", np.arange(50) % 10)
-    np.testing.assert_array_equal(data.verify(tmp_path / "a.gz", spec._replace(payload_sha256="0" * 64)),
-                                  np.arange(50) % 10)
-
-
-def test_verify_rejects_wrong_hash_and_wrong_shape(tmp_path):
-    spec = write_idx(tmp_path / "a.gz", np.arange(50) % 10)
-    write_idx(tmp_path / "b.gz", np.arange(50) % 9)
-    with pytest.raises(data.DataError, match=r"b\.gz does not match the published checksums.*apt-get install"):
-        data.verify(tmp_path / "b.gz", spec)
+def test_identify_rejects_wrong_content_and_wrong_shape(releases, tmp_path):
+    write_idx(tmp_path / "b.gz", np.arange(30) % 9)
+    with pytest.raises(data.DataError, match=r"b\.gz matches no release's published checksums"):
+        data.identify(tmp_path / "b.gz", NAME)
     write_idx(tmp_path / "c.gz", np.arange(40) % 10)
-    with pytest.raises(data.DataError, match=r"shape \(40,\), expected \(50,\)"):
-        data.verify(tmp_path / "c.gz", spec)
+    with pytest.raises(data.DataError, match=r"shape \(40,\), expected \(30,\): is it t10k-labels"):
+        data.identify(tmp_path / "c.gz", NAME)
 
 
 def test_real_checksums_reject_a_lookalike(tmp_path):
     write_idx(tmp_path / "x.gz", np.zeros(10000))
-    with pytest.raises(data.DataError, match="does not match"):
-        data.verify(tmp_path / "x.gz", data.FILES[NAME])
+    with pytest.raises(data.DataError, match="matches no release"):
+        data.identify(tmp_path / "x.gz", NAME)
 
 
-# -------------------------------------------------------------------------------------------- search order
-
-def _put(folder, array, monkeypatch, name=NAME, suffix=".gz"):
-    folder.mkdir(parents=True, exist_ok=True)
-    monkeypatch.setitem(data.FILES, name, write_idx(folder / (name + suffix), array))
-
-
-def test_search_order_root_env_mxnet_debian(isolated_dirs, monkeypatch):
-    array = np.arange(20) % 10
-    dirs = {k: isolated_dirs / k for k in ("root", "env", "mxnet_home/datasets/fashion-mnist", "debian")}
-    for folder in dirs.values():
-        _put(folder, array, monkeypatch)
-    monkeypatch.setenv(data.ENV_VAR, str(dirs["env"]))
-    assert data.find_file(NAME, dirs["root"])[0].parent == dirs["root"]
-    assert data.find_file(NAME)[0].parent == dirs["env"]
-    monkeypatch.delenv(data.ENV_VAR)
-    assert data.find_file(NAME)[0].parent == dirs["mxnet_home/datasets/fashion-mnist"]
-    (dirs["mxnet_home/datasets/fashion-mnist"] / (NAME + ".gz")).unlink()
-    assert data.find_file(NAME)[0].parent == dirs["debian"]
+def test_the_real_first_release_labels_are_identified_as_such(first_release_labels, tmp_path):
+    # The real files (shared/data/first-release) against the package's own table of hashes: by their .gz
+    # SHA-1s (the ones Gluon checks), and re-gzipped, as Debian would ship them, by their payload SHA-256s.
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        release, labels = data.identify(first_release_labels / (name + ".gz"), name)
+        assert release == "first" and labels.shape == data.FILES["first"][name].shape
+        assert np.bincount(labels).tolist() == [len(labels) // 10] * 10
+        regzipped = tmp_path / (name + ".gz")
+        regzipped.write_bytes(gzip.compress(gzip.decompress((first_release_labels / (name + ".gz")).read_bytes()),
+                                            mtime=1))
+        assert data.identify(regzipped, name)[0] == "first"
+    test_labels = data.identify(first_release_labels / (NAME + ".gz"), NAME)[1]
+    assert test_labels[:10].tolist() == [0, 1, 2, 2, 3, 2, 8, 6, 5, 0]  # the final release's: 9 2 1 1 6 1 4 6 5 7
 
 
-def test_uncompressed_copy_is_found(isolated_dirs, monkeypatch):
-    _put(isolated_dirs / "debian", np.arange(20) % 10, monkeypatch, suffix="")
-    path, array = data.find_file(NAME, download=False)
-    assert path.name == NAME and array.shape == (20,)
+# -------------------------------------------------------------------------------- a data set is one release
+
+def test_a_complete_folder_gives_its_release(releases, isolated_dirs):
+    for release in ("final", "first"):
+        folder = releases.put(isolated_dirs / release, release)
+        dataset = data.load_dataset(folder, release)
+        assert dataset.source == data.Source(release, str(folder))
+        for name, array in zip(data.NAMES, dataset.arrays):
+            np.testing.assert_array_equal(array, releases.arrays[release][name])
 
 
-def test_corrupt_copy_is_passed_over_for_a_good_one(isolated_dirs, monkeypatch):
-    _put(isolated_dirs / "debian", np.arange(20) % 10, monkeypatch)
-    (isolated_dirs / "root").mkdir()
-    (isolated_dirs / "root" / (NAME + ".gz")).write_bytes(b"\x1f\x8bgarbage")
-    assert data.find_file(NAME, isolated_dirs / "root", download=False)[0].parent == isolated_dirs / "debian"
+def test_default_search_order_mxnet_debian_then_downloads(releases, isolated_dirs):
+    mx_dir, final_dir = data.mxnet_dir(), data.download_dir("final")
+    assert data.default_dirs() == [mx_dir, isolated_dirs / "debian", final_dir]
+    assert data.download_dir("first") == mx_dir  # where Gluon keeps the same files
+    for folder in data.default_dirs():
+        releases.put(folder, "final")
+    assert data.load_dataset(download=False).source.folder == str(mx_dir)
+    shutil.rmtree(mx_dir)
+    assert data.load_dataset(download=False).source.folder == str(isolated_dirs / "debian")
+    shutil.rmtree(isolated_dirs / "debian")
+    assert data.load_dataset(download=False).source.folder == str(final_dir)
 
 
-def test_missing_everywhere_says_where_and_how(isolated_dirs):
+def test_a_chosen_folder_comes_first_root_then_the_environment(releases, isolated_dirs, monkeypatch):
+    releases.put(data.mxnet_dir(), "final")
+    root, env = releases.put(isolated_dirs / "root", "final"), releases.put(isolated_dirs / "env", "final")
+    monkeypatch.setenv(data.ENV_VAR, str(env))
+    assert data.load_dataset(root).source.folder == str(root)
+    assert data.load_dataset().source.folder == str(env)
+
+
+def test_an_uncompressed_copy_is_found(releases, isolated_dirs):
+    folder = isolated_dirs / "raw"
+    folder.mkdir()
+    for name in data.NAMES:
+        (folder / name).write_bytes(gzip.decompress(releases.gz("final", name)))
+    assert data.load_dataset(folder).source == data.Source("final", str(folder))
+
+
+def test_a_partial_first_release_is_passed_over_for_a_whole_final_one(releases, isolated_dirs):
+    # The defect this guards against: the first release's test labels left in MXNet's folder were
+    # combined with Debian's final images, and a run scored chance (0.10) without a word.
+    releases.put(data.mxnet_dir(), "first", ["t10k-labels-idx1-ubyte"])
+    releases.put(isolated_dirs / "debian", "final")
+    dataset = data.load_dataset(download=False)
+    assert dataset.source == data.Source("final", str(isolated_dirs / "debian"))
+    np.testing.assert_array_equal(dataset.arrays[3], releases.arrays["final"][NAME])
+    why = dict(data.status())[data.mxnet_dir()]
+    assert "is incomplete" in why[0] and "first release's t10k-labels-idx1-ubyte" in why[0]
+
+
+def test_a_mixed_folder_is_refused_and_passed_over(releases, isolated_dirs):
+    mixed = releases.put(isolated_dirs / "mixed", "final")
+    (mixed / (NAME + ".gz")).write_bytes(releases.gz("first", NAME))
+    with pytest.raises(data.DataError, match=r"mixed mixes files of two releases \(final release: train-images"
+                                             r".*; first release: t10k-labels-idx1-ubyte\)"):
+        data.load_dataset(mixed, download=False)
+    releases.put(data.mxnet_dir(), "final")
+    (data.mxnet_dir() / (NAME + ".gz")).write_bytes(releases.gz("first", NAME))
+    releases.put(isolated_dirs / "debian", "final")
+    assert data.load_dataset(download=False).source.folder == str(isolated_dirs / "debian")
+
+
+def _damaged(folder):
+    (folder / (NAME + ".gz")).write_bytes(b"\x1f\x8bgarbage")
+
+
+@pytest.mark.parametrize("case, words", [
+    ("missing", ["does not exist"]),
+    ("empty", ["holds none of the four files"]),
+    ("incomplete", ["is incomplete: no t10k-images-idx3-ubyte", "final release's"]),
+    ("corrupt", [NAME + ".gz is a truncated or damaged gzip file", "replace it"]),
+    ("mixed", ["mixes files of two releases"]),
+    ("other release", ["holds the first release (2017-08-26), not the final release asked for",
+                       "data_release='first'"]),
+])
+@pytest.mark.parametrize("how", ["root", "env"])
+def test_a_chosen_folder_is_strict(releases, isolated_dirs, monkeypatch, case, words, how):
+    releases.put(data.mxnet_dir(), "final")  # a good copy elsewhere, which must not be used instead
+    folder = isolated_dirs / "chosen"
+    if case != "missing":
+        folder.mkdir()
+    if case in ("incomplete", "corrupt", "mixed"):
+        releases.put(folder, "final", [n for n in data.NAMES if not (case == "incomplete" and "t10k-im" in n)])
+    if case == "corrupt":
+        _damaged(folder)
+    if case == "mixed":
+        (folder / (NAME + ".gz")).write_bytes(releases.gz("first", NAME))
+    if case == "other release":
+        releases.put(folder, "first")
+    if how == "env":
+        monkeypatch.setenv(data.ENV_VAR, str(folder))
     with pytest.raises(data.DataError) as e:
-        data.find_file(NAME, download=False)
+        data.load_dataset(folder if how == "root" else None, "final")
     message = str(e.value)
-    assert "\n" not in message and NAME in message
-    assert str(isolated_dirs / "debian") in message and "apt-get install dataset-fashion-mnist" in message
-    assert data.ENV_VAR in message
+    assert "\n" not in message and str(folder) in message
+    assert ("root= / --data-dir" if how == "root" else data.ENV_VAR) in message
+    for word in words:
+        assert word in message
 
 
-def test_replaced_file_is_verified_again(isolated_dirs, monkeypatch):
-    folder = isolated_dirs / "debian"
-    _put(folder, np.arange(20) % 10, monkeypatch)
-    data.find_file(NAME, download=False)
-    (folder / (NAME + ".gz")).write_bytes(gzip.compress(idx_bytes(np.arange(20) % 7)))
-    with pytest.raises(data.DataError, match="does not match"):
-        data.find_file(NAME, download=False)
+def test_asking_for_a_release_that_is_not_there(releases, isolated_dirs, monkeypatch):
+    releases.put(isolated_dirs / "debian", "final")
+    monkeypatch.setattr(data, "mirrors", lambda release: [])
+    with pytest.raises(data.DataError) as e:
+        data.load_dataset(release="first")
+    message = str(e.value)
+    assert "\n" not in message and "no folder holds Fashion-MNIST's first release whole" in message
+    assert "holds the final release (2017-08-31), not the first release asked for" in message
+    assert "dropout-gluon data fetch --data-release first" in message
+    with pytest.raises(ValueError, match="data_release must be one of 'final', 'first', got 'second'"):
+        data.load_dataset(release="second")
+
+
+def test_missing_everywhere_says_where_and_how(releases, isolated_dirs):
+    with pytest.raises(data.DataError) as e:
+        data.load_dataset(download=False)
+    message = str(e.value)
+    assert "\n" not in message and str(isolated_dirs / "debian") in message
+    assert "apt-get install dataset-fashion-mnist" in message and data.ENV_VAR in message
+
+
+def test_a_replaced_file_is_verified_again(small_dataset):
+    folder, _ = small_dataset
+    data.load_dataset(folder)
+    (folder / (NAME + ".gz")).write_bytes(gzip.compress(idx_bytes(np.arange(30) % 7)))
+    with pytest.raises(data.DataError, match="matches no release"):
+        data.load_dataset(folder)
 
 
 # ------------------------------------------------------------------------------------ download, for real
@@ -157,32 +265,41 @@ def http_server(tmp_path):
     server.server_close()
 
 
-def _served_spec(folder):
-    return write_idx(folder / (NAME + ".gz"), np.arange(20) % 10)
+def _serve(folder, releases, release, names=data.NAMES):
+    for name in names:
+        (folder / (name + ".gz")).write_bytes(releases.gz(release, name))
 
 
 def _leftovers(dest):
     return sorted(p.name for p in dest.iterdir()) if dest.exists() else []
 
 
-def test_download_good_file(http_server, tmp_path):
+def test_download_good_file(http_server, releases, tmp_path):
     url, folder = http_server
-    spec = _served_spec(folder)
+    _serve(folder, releases, "first", [NAME])
     dest = tmp_path / "dest"
-    path = data.fetch(NAME, dest, files={NAME: spec}, urls=[url], backoff=0)
+    path = data.fetch(NAME, dest, "first", urls=[url], backoff=0)
     assert path == dest / (NAME + ".gz") and _leftovers(dest) == [NAME + ".gz"]
-    np.testing.assert_array_equal(data.verify(path, spec), np.arange(20) % 10)
+    assert path.read_bytes() == releases.gz("first", NAME)
 
 
-def test_download_corrupt_file_leaves_nothing(http_server, tmp_path):
+def test_download_of_the_wrong_release_leaves_nothing(http_server, releases, tmp_path):
     url, folder = http_server
-    spec = _served_spec(folder)
-    raw = bytearray((folder / (NAME + ".gz")).read_bytes())
+    _serve(folder, releases, "first", [NAME])
+    dest = tmp_path / "dest"
+    with pytest.raises(data.DataError, match="downloaded file is the first release's, not the final"):
+        data.fetch(NAME, dest, "final", urls=[url], retries=1)
+    assert _leftovers(dest) == []
+
+
+def test_download_corrupt_file_leaves_nothing(http_server, releases, tmp_path):
+    url, folder = http_server
+    raw = bytearray(releases.gz("final", NAME))
     raw[-12] ^= 0xFF  # one flipped byte inside the compressed data
     (folder / (NAME + ".gz")).write_bytes(bytes(raw))
     dest = tmp_path / "dest"
-    with pytest.raises(data.DataError, match=f"could not download {NAME}.*after 2 tries"):
-        data.fetch(NAME, dest, files={NAME: spec}, urls=[url], retries=2, backoff=0)
+    with pytest.raises(data.DataError, match=f"could not download the final release's {NAME}.*after 2 tries"):
+        data.fetch(NAME, dest, "final", urls=[url], retries=2, backoff=0)
     assert _leftovers(dest) == []
 
 
@@ -190,20 +307,38 @@ def test_download_from_dead_server(tmp_path):
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(data.DataError, match=f"could not download {NAME}.*refused"):
+    with pytest.raises(data.DataError, match=f"could not download the final release's {NAME}.*refused"):
         data.fetch(NAME, tmp_path / "dest", urls=[f"http://127.0.0.1:{port}/"], retries=2, backoff=0)
     assert _leftovers(tmp_path / "dest") == []
 
 
-def test_find_file_downloads_into_mxnet_dir_replacing_a_corrupt_copy(http_server, isolated_dirs, monkeypatch):
+def test_each_release_comes_from_its_own_mirror():
+    assert data.mirrors("first")[0].endswith("/gluon/dataset/fashion-mnist/")  # Gluon's: the first release
+    assert "gluon" not in data.mirrors("final")[0]
+
+
+def test_a_first_release_download_completes_mxnets_folder(http_server, releases, isolated_dirs):
+    # MXNet's folder holds a partial first release, one file of it damaged: only what is missing or
+    # damaged is fetched, into that folder, and the set is then used whole.
     url, folder = http_server
-    monkeypatch.setitem(data.FILES, NAME, _served_spec(folder))
-    mx_dir = data.mxnet_dir()
-    mx_dir.mkdir(parents=True)
-    (mx_dir / (NAME + ".gz")).write_bytes(b"left by an interrupted download")
-    path, array = data.find_file(NAME, urls=[url])
-    assert path == mx_dir / (NAME + ".gz") and array.shape == (20,)
-    assert _leftovers(mx_dir) == [NAME + ".gz"]
+    _serve(folder, releases, "first")
+    releases.put(data.mxnet_dir(), "first", ["train-labels-idx1-ubyte", NAME])
+    _damaged(data.mxnet_dir())
+    (folder / "train-labels-idx1-ubyte.gz").unlink()  # the copy already there must be kept, not fetched
+    dataset = data.load_dataset(release="first", urls=[url])
+    assert dataset.source == data.Source("first", str(data.mxnet_dir()))
+    np.testing.assert_array_equal(dataset.arrays[3], releases.arrays["first"][NAME])
+    assert _leftovers(data.mxnet_dir()) == sorted(n + ".gz" for n in data.NAMES)
+
+
+def test_a_final_release_download_leaves_mxnets_folder_alone(http_server, releases, isolated_dirs):
+    url, folder = http_server
+    _serve(folder, releases, "final")
+    releases.put(data.mxnet_dir(), "first", [NAME])
+    before = (data.mxnet_dir() / (NAME + ".gz")).read_bytes()
+    dataset = data.load_dataset(urls=[url])
+    assert dataset.source == data.Source("final", str(data.download_dir("final")))
+    assert (data.mxnet_dir() / (NAME + ".gz")).read_bytes() == before
 
 
 # ------------------------------------------------------------------------------------------- the iterators
@@ -251,3 +386,18 @@ def test_resize(small_dataset):
 def test_bad_loader_arguments(small_dataset, kwargs, message):
     with pytest.raises(ValueError, match=message):
         data.load_data_fashion_mnist(root=small_dataset[0], **kwargs)
+
+
+@pytest.mark.parametrize("loader", ["memory", "gluon"])
+def test_every_history_names_its_data(releases, isolated_dirs, tmp_path, loader):
+    final, first = releases.put(isolated_dirs / "final", "final"), releases.put(isolated_dirs / "first", "first")
+    # The chapter's own calls: its iterators carry the release, and train_ch3 labels the history with it.
+    _, history = run.train_gluon(num_epochs=1, batch_size=32, root=final, loader=loader, log=None)
+    assert history.source == data.Source("final", str(final)) and repr(history).endswith(", final release)")
+    _, history = run.train_scratch(num_epochs=1, batch_size=32, root=first, data_release="first", loader=loader,
+                                   log=None)
+    assert history.source == data.Source("first", str(first))
+    save_history(history, tmp_path)
+    assert json.loads((tmp_path / "history.json").read_text())[0]["data_release"] == "first"
+    with pytest.raises(data.DataError, match="holds the first release"):
+        run.train_gluon(num_epochs=1, batch_size=32, root=first, loader=loader, log=None)

@@ -66,7 +66,7 @@ def test_nothing_is_applied_when_mxnet_was_loaded_first():
 TRAIN_BOTH = """
 import json
 from dropout_gluon import data, run
-train_x, train_y, test_x, test_y = data.load_arrays(download=False)
+train_x, train_y, test_x, test_y = data.load_dataset(download=False).arrays
 iters = (data.DataIter(train_x[:15360], train_y[:15360], 256, shuffle=True),
          data.DataIter(test_x[:2560], test_y[:2560], 256, shuffle=False))
 print(json.dumps({name: [list(e[:4]) for e in train(2, data_iters=iters, log=None)[1]]

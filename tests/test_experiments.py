@@ -35,9 +35,9 @@ def strip_seconds(records: list) -> list:
 
 
 @pytest.mark.parametrize("name", experiments.EXERCISES)
-def test_quick_exercise_writes_table_and_plot(name, real_data, shared_cache, tmp_path):
+def test_quick_exercise_writes_table_and_plot(name, real_dataset, shared_cache, tmp_path):
     result = experiments.run_exercise(name, quick=True, epochs=2, out_dir=tmp_path, cache_dir=shared_cache,
-                                      progress=False, arrays=real_data)
+                                      progress=False, dataset=real_dataset)
     settings, arms, _ = experiments.plan(name, quick=True, epochs=2)
     labels = [label for label, _ in arms]
     assert list(result.summary) == labels == list(result.runs)
@@ -51,15 +51,18 @@ def test_quick_exercise_writes_table_and_plot(name, real_data, shared_cache, tmp
         assert all(len(r["history"]) == 2 for r in result.runs[label])
         assert [r["config"]["seed"] for r in result.runs[label]] == settings["seeds"]
         assert all(r["config"]["train_size"] == experiments.QUICK["train_size"] for r in result.runs[label])
+        assert all(r["data"] == {"release": "final", "folder": real_dataset.source.folder}
+                   for r in result.runs[label])
         assert f"| {label} | {pct(s['final_test_acc'])} |" in result.table
+    assert "; Fashion-MNIST final release (2017-08-31); accuracies in %" in result.table
     assert result.table_path == tmp_path / f"{name}.md"
     assert result.table in result.table_path.read_text()
     assert result.plots == [tmp_path / f"{name}.png"]
     assert result.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_an_interrupted_sweep_resumes_without_recomputing(real_data, tmp_path):
-    kwargs = dict(quick=True, seeds=1, epochs=1, out_dir=tmp_path / "out", progress=False, arrays=real_data)
+def test_an_interrupted_sweep_resumes_without_recomputing(real_dataset, tmp_path):
+    kwargs = dict(quick=True, seeds=1, epochs=1, out_dir=tmp_path / "out", progress=False, dataset=real_dataset)
 
     class Interrupt(Exception):
         pass
@@ -88,11 +91,11 @@ def test_an_interrupted_sweep_resumes_without_recomputing(real_data, tmp_path):
         assert strip_seconds(fresh.runs[label]) == strip_seconds(resumed.runs[label])
 
 
-def test_divergence_is_an_outcome_and_the_sweep_goes_on(real_data, tmp_path):
+def test_divergence_is_an_outcome_and_the_sweep_goes_on(real_dataset, tmp_path):
     base = experiments.RunConfig(drop_prob1=0.0, drop_prob2=0.0, num_epochs=2, train_size=2000, test_size=500)
     huge = dataclasses.replace(base, lr=1e4)
     scratch = dataclasses.replace(base, model="scratch", lr=100.0)
-    records = experiments.sweep([huge, scratch, base], cache_dir=tmp_path, arrays=real_data, progress=False)
+    records = experiments.sweep([huge, scratch, base], cache_dir=tmp_path, dataset=real_dataset, progress=False)
     for config in (huge, scratch):
         record = records[config.key()]
         assert record["diverged"]["kind"] in ("non-finite", "exploding", "collapsed")
@@ -108,8 +111,20 @@ def test_divergence_is_an_outcome_and_the_sweep_goes_on(real_data, tmp_path):
     assert "1/1 (seed 0: non-finite in epoch 1)" in table({"diverging": summary}, settings)
     # Stored like any other run: a rerun does not train it again.
     again = []
-    experiments.sweep([huge], cache_dir=tmp_path, arrays=real_data, progress=False, after_run=again.append)
+    experiments.sweep([huge], cache_dir=tmp_path, dataset=real_dataset, progress=False, after_run=again.append)
     assert again == []
+
+
+def test_the_release_is_part_of_a_run(real_dataset, tmp_path):
+    final = experiments.RunConfig(num_epochs=1, train_size=512, test_size=256)
+    first = dataclasses.replace(final, data_release="first")
+    assert first.key() != final.key()  # the two releases are different data: never one cache entry
+    with pytest.raises(ValueError, match="the dataset passed in is the final release, but the configurations "
+                                         "ask for the first release"):
+        experiments.sweep([first], cache_dir=tmp_path, dataset=real_dataset, progress=False)
+    assert not tmp_path.joinpath(f"{first.key()}.json").exists()
+    with pytest.raises(ValueError, match="data_release must be one of"):
+        experiments.RunConfig(data_release="2017")
 
 
 def train_weights(config: experiments.RunConfig, arrays) -> list:
