@@ -3,12 +3,13 @@ from . import engine
 
 ENGINE_SETTINGS = engine.load_mxnet()  # first: MXNet reads its engine settings as it loads
 
-from .data import DataError, load_data_fashion_mnist
+from .config import RunConfig
+from .data import DataError, load_data_fashion_mnist, load_dataset
 from .gluon_net import get_net
-from .run import set_seed, train_gluon, train_scratch
+from .run import build, set_seed, train, train_gluon, train_scratch
 from .scratch import ScratchNet, dropout
 from .trainer import Epoch, History, TrainingDiverged, evaluate_accuracy, sgd, train_ch3
 
-__all__ = ["DataError", "Epoch", "History", "ScratchNet", "TrainingDiverged", "dropout",
-           "evaluate_accuracy", "get_net", "load_data_fashion_mnist", "set_seed", "sgd",
+__all__ = ["DataError", "Epoch", "History", "RunConfig", "ScratchNet", "TrainingDiverged", "build", "dropout",
+           "evaluate_accuracy", "get_net", "load_data_fashion_mnist", "load_dataset", "set_seed", "sgd", "train",
            "train_ch3", "train_gluon", "train_scratch"]

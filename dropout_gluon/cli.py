@@ -1,32 +1,60 @@
-"""The command line: `dropout-gluon train | predict | data` (also `python -m dropout_gluon ...`)."""
+"""The command line: `dropout-gluon train | predict | data | exercise` (also `python -m dropout_gluon ...`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
 import sys
 from pathlib import Path
 
-from . import data, experiments, run
-from .gluon_net import check_gluon_drop_prob
-from .persist import ModelFileError, load_model, save_history, save_model, write_text
+from . import data, exercises, run
+from .config import RunConfig
+from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, RELEASES, DataError
+from .persist import (
+    CONFIG,
+    CURVES,
+    PARAMS,
+    PREDICTIONS,
+    RUN_FILES,
+    ModelFileError,
+    load_config,
+    load_model,
+    save_config,
+    save_history,
+    save_model,
+    write_text,
+)
 from .plots import plot_history, show_predictions
-from .scratch import check_drop_prob
 from .trainer import History, TrainingDiverged, evaluate_accuracy
 
 EXAMPLES = """examples:
   dropout-gluon train                          both models, the chapter's hyperparameters, outputs in runs/
   dropout-gluon train --model gluon --epochs 10 --drop-prob1 0.5 --drop-prob2 0.2 --out runs/swapped
+  dropout-gluon train --config runs/swapped/gluon/config.json     the same run again
   dropout-gluon predict --params runs/swapped/gluon/model.params --n 10
   dropout-gluon data status                    each folder searched, its release, and the one a run uses
   dropout-gluon train --data-release first     the release every published run of the book used
+  dropout-gluon exercise all --quick           the chapter's exercises on a subset, in a minute
 """
-MODELS = {"scratch": ("from scratch", run.train_scratch), "gluon": ("Gluon", run.train_gluon)}
+TITLES = {"scratch": "from scratch", "gluon": "Gluon"}
+# train's options and the RunConfig fields they set (None: not given, the configuration's value stands)
+TRAIN_OPTIONS = {"epochs": "num_epochs", "lr": "lr", "batch_size": "batch_size", "drop_prob1": "drop_prob1",
+                 "drop_prob2": "drop_prob2", "seed": "seed", "data_dir": "data_dir", "data_release": "data_release",
+                 "loader": "loader", "ctx": "ctx"}
 
 
 class UsageError(Exception):
     """Bad input from the command line: reported in one line, exit status 2."""
+
+
+class Stopped(Exception):
+    """A command that stopped before its end (diverged, interrupted): one line, and its exit status."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,26 +65,27 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = Parser(prog="dropout-gluon", epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     description="The Dropout chapter of Dive into Deep Learning, runnable.")
+    parser = Parser(prog="dropout-gluon", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description="The Dropout chapter of Dive into Deep Learning, runnable.")
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults = RunConfig()
 
     train = sub.add_parser("train", help="train the chapter's models, printing the book's lines",
                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--model", choices=["scratch", "gluon", "both"], default="both")
-    train.add_argument("--epochs", type=int, default=run.num_epochs)
-    train.add_argument("--lr", type=float, default=run.lr)
-    train.add_argument("--batch-size", type=int, default=run.batch_size)
-    train.add_argument("--drop-prob1", type=float, default=run.drop_prob1)
-    train.add_argument("--drop-prob2", type=float, default=run.drop_prob2)
-    train.add_argument("--seed", type=int, default=0)
-    add_data_arguments(train)
+    train.add_argument("--model", choices=["scratch", "gluon", "both"], default=None,
+                       help="default: both (with --config, the configuration's)")
+    train.add_argument("--config", default=None, help="a config.json that 'train' wrote: train that run again "
+                                                      "(the options given change it)")
+    for option, type_ in (("epochs", int), ("lr", float), ("batch-size", int), ("drop-prob1", float),
+                          ("drop-prob2", float), ("seed", int)):
+        field = TRAIN_OPTIONS[option.replace("-", "_")]
+        train.add_argument(f"--{option}", type=type_, default=None, help=f"default {getattr(defaults, field)}")
+    add_data_arguments(train, release=None)
     train.add_argument("--out", default=None, help="folder for history, plot, parameters and configuration "
                                                    "(default: a new folder under runs/)")
-    train.add_argument("--loader", choices=["memory", "gluon"], default="memory",
-                       help="'gluon' is the book's DataLoader pipeline (slower)")
-    train.add_argument("--ctx", choices=["cpu", "gpu"], default="cpu")
+    train.add_argument("--loader", choices=["memory", "gluon"], default=None,
+                       help="'gluon' is the book's DataLoader pipeline (slower); default memory")
+    train.add_argument("--ctx", choices=["cpu", "gpu"], default=None, help="default cpu")
 
     predict = sub.add_parser("predict", help="test accuracy and a picture of predictions of a saved model")
     predict.add_argument("--params", required=True, help="a model.params written by 'dropout-gluon train'")
@@ -68,30 +97,53 @@ def parse_args(argv=None) -> argparse.Namespace:
     status = sub.add_parser("data", help="find and verify Fashion-MNIST; 'fetch' downloads what is missing")
     status.add_argument("action", nargs="?", choices=["status", "verify", "fetch"], default="status")
     add_data_arguments(status)
-    add_data_arguments(experiments.add_exercise_parser(sub))
+
+    exercise = sub.add_parser("exercise", help="answer the chapter's exercises by experiments (resumable)")
+    exercise.add_argument("name", choices=list(exercises.EXERCISES) + ["all"])
+    exercise.add_argument("--quick", action="store_true", help="a data subset and a few epochs (a minute)")
+    exercise.add_argument("--seeds", type=int, default=None, help=f"seeds per configuration (default "
+                          f"{len(exercises.DEFAULT_SEEDS)}, quick {len(exercises.QUICK['seeds'])})")
+    exercise.add_argument("--epochs", type=int, default=None, help="epochs per run (default: per exercise, "
+                          + ", ".join(f"{k} {v}" for k, v in exercises.DEFAULT_EPOCHS.items()) + ")")
+    exercise.add_argument("--model", choices=["gluon", "scratch"], default="gluon")
+    exercise.add_argument("--out", default="docs/exercises", help="folder for the tables and plots")
+    exercise.add_argument("--cache", default="runs/exercises", help="folder of finished runs (reused on a rerun)")
+    add_data_arguments(exercise)
+    exercise.add_argument("--no-progress", dest="progress", action="store_false")
     return parser.parse_args(argv)
 
 
-def add_data_arguments(parser, release: str | None = data.DEFAULT_RELEASE) -> None:
+def add_data_arguments(parser, release: str | None = DEFAULT_RELEASE) -> None:
     """--data-dir and --data-release, the same for every command that reads the data."""
     parser.add_argument("--data-dir", default=None, help=f"folder with the four files of one release (or set "
-                                                         f"{data.ENV_VAR}); without it, the default search")
-    parser.add_argument("--data-release", choices=list(data.RELEASES), default=release,
+                                                         f"{ENV_VAR}); without it, the default search")
+    parser.add_argument("--data-release", choices=list(RELEASES), default=release,
                         help="'final' (2017-08-31, what Debian, torchvision and Keras ship) or 'first' (2017-08-26, "
-                             "Gluon's mirror: what the book's published runs used)"
-                             + (f"; default {release}" if release else "; default: the model's own"))
+                             "Gluon's mirror: what the book's published runs used); default "
+                             + (release or "final (predict: the model's own)"))
+
+
+def run_configs(args) -> list:
+    """The runs 'train' asks for, one per model, each validated: bad input fails before any work."""
+    base = load_config(args.config) if args.config else RunConfig()
+    given = {field: getattr(args, option) for option, field in TRAIN_OPTIONS.items()
+             if getattr(args, option) is not None}
+    model = args.model or ("both" if args.config is None else base.model)
+    models = ["scratch", "gluon"] if model == "both" else [model]
+    configs = [dataclasses.replace(base, model=m, **given) for m in models]
+    for config in configs:
+        get_ctx(config.ctx)
+    return configs
 
 
 def get_ctx(name: str):
-    """The MXNet context for --ctx, or a UsageError saying why a GPU cannot be used."""
+    """The MXNet context `name` names, or a UsageError saying why a GPU cannot be used."""
     import mxnet as mx
 
-    if name == "cpu":
-        return mx.cpu()
-    if mx.context.num_gpus() == 0:
+    if name.startswith("gpu") and mx.context.num_gpus() == 0:
         raise UsageError("--ctx gpu: this MXNet sees no GPU (a CPU-only build, or no CUDA device); "
                          "install a CUDA build of MXNet 1.9.1 (e.g. mxnet-cu112) or use --ctx cpu")
-    return mx.gpu()
+    return RunConfig(ctx=name).context()
 
 
 def make_out_dir(out: str | None) -> Path:
@@ -117,7 +169,7 @@ def make_out_dir(out: str | None) -> Path:
     return path
 
 
-class Progress:
+class BatchProgress:
     """A tqdm bar over the batches of each pass through `data_iter` (only when stderr is a terminal)."""
 
     def __init__(self, data_iter, desc: str):
@@ -142,55 +194,41 @@ class Progress:
 
 
 def cmd_train(args) -> None:
-    names = ["scratch", "gluon"] if args.model == "both" else [args.model]
-    # Every argument is checked before anything is read, trained or written.
-    run.check_hyperparams(args.epochs, args.lr, args.batch_size)
-    run.check_seed(args.seed)
-    check = check_gluon_drop_prob if "gluon" in names else check_drop_prob
-    check(args.drop_prob1, "drop_prob1")
-    check(args.drop_prob2, "drop_prob2")
-    ctx = get_ctx(args.ctx)
-    train_iter, test_iter = data.load_data_fashion_mnist(args.batch_size, root=args.data_dir, loader=args.loader,
-                                                         data_release=args.data_release)
-    source = train_iter.source
+    configs = run_configs(args)
+    first = configs[0]  # the models share the data (what RunConfig says of it is the same for both)
+    dataset = data.load_dataset(first.data_dir, first.data_release)
+    train_iter, test_iter = data.data_iters(dataset, first.batch_size, first.loader, first.train_size,
+                                            first.test_size)
     out = make_out_dir(args.out)
-    print(f"# data: {source}", flush=True)
+    print(f"# data: {dataset.source}", flush=True)
     histories = {}
-    for name in names:
-        title, train = MODELS[name]
-        folder = out / name
+    for config in configs:
+        title, folder = TITLES[config.model], out / config.model
         folder.mkdir(exist_ok=True)
-        for stale in ("model.params", "curves.png", "predictions.png", "history.json", "history.csv"):
+        for stale in RUN_FILES:
             (folder / stale).unlink(missing_ok=True)  # a rerun into the same --out must not mix two runs
-        config = {"model": name, "num_epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                  "drop_prob1": args.drop_prob1, "drop_prob2": args.drop_prob2, "seed": args.seed,
-                  "data_release": source.release, "data_dir": source.folder, "loader": args.loader,
-                  "ctx": str(ctx)}
-        write_text(folder / "config.json", json.dumps(config, indent=1) + "\n")
-        print(f"# {title}: epochs {args.epochs}, lr {args.lr}, batch size {args.batch_size}, "
-              f"drop_prob1 {args.drop_prob1}, drop_prob2 {args.drop_prob2}, seed {args.seed}", flush=True)
-        iters = ((Progress(train_iter, f"{title} train"), test_iter) if sys.stderr.isatty()
+        save_config(config, dataset.source, folder)
+        print(f"# {title}: epochs {config.num_epochs}, lr {config.lr}, batch size {config.batch_size}, drop_prob1 "
+              f"{config.drop_prob1}, drop_prob2 {config.drop_prob2}, seed {config.seed}", flush=True)
+        iters = ((BatchProgress(train_iter, f"{title} train"), test_iter) if sys.stderr.isatty()
                  else (train_iter, test_iter))
-        done = []  # the finished epochs, on disk after each one: a stopped run keeps them
-
-        def on_epoch(epoch, folder=folder, done=done):
-            done.append(epoch)
-            save_history(History(done, source), folder)
-
+        history = History(source=dataset.source)  # on disk after each epoch: a stopped run keeps them
         try:
-            net, history = train(args.epochs, args.lr, args.batch_size, args.drop_prob1, args.drop_prob2,
-                                 seed=args.seed, data_iters=iters, on_epoch=on_epoch, log=_print_flush, ctx=ctx)
-        except (TrainingDiverged, KeyboardInterrupt) as e:
-            save_history(History(done, source), folder)  # also when no epoch finished: an empty table, not nothing
-            e.out = folder  # main() says where the finished epochs went
-            raise
-        save_model(net, folder / "model.params")
-        plot_history({title: history}, folder / "curves.png")
+            net, _ = run.train(config, iters, history=history, log=_print_flush,
+                               on_epoch=lambda _, history=history, folder=folder: save_history(history, folder))
+        except TrainingDiverged as e:
+            save_history(history, folder)  # also when no epoch finished: an empty table, not nothing
+            raise Stopped(f"{e}; the history of the epochs before is in {folder}", 3) from None
+        except KeyboardInterrupt:
+            save_history(history, folder)
+            raise Stopped(f"interrupted; the finished epochs' history is in {folder}", 130) from None
+        save_model(net, folder / PARAMS)
+        plot_history({title: history}, folder / CURVES)
         histories[title] = history
-        print(f"# {title}: {sum(history.column('seconds')):.1f} s; history, curves.png, model.params and "
-              f"config.json in {folder}", flush=True)
+        print(f"# {title}: {sum(history.column('seconds')):.1f} s; history, {CURVES}, {PARAMS} and {CONFIG} in "
+              f"{folder}", flush=True)
     if len(histories) > 1:
-        print(f"# both models' curves: {plot_history(histories, out / 'curves.png')}")
+        print(f"# both models' curves: {plot_history(histories, out / CURVES)}")
 
 
 def _print_flush(line: str) -> None:
@@ -202,13 +240,13 @@ def cmd_predict(args) -> None:
         raise UsageError(f"--n must be between 1 and 100, got {args.n}")
     ctx = get_ctx(args.ctx)
     params = Path(args.params)
-    out = Path(args.out) if args.out else params.parent / "predictions.png"
+    out = Path(args.out) if args.out else params.parent / PREDICTIONS
     if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         raise UsageError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
                          f"writable; give a .png file path")
     net, kind = load_model(params, ctx)
     trained_on = trained_release(params)
-    release = args.data_release or trained_on or data.DEFAULT_RELEASE
+    release = args.data_release or trained_on or DEFAULT_RELEASE
     _, _, test_images, test_labels = data.load_dataset(args.data_dir, release).arrays
     if trained_on is None:
         print(f"dropout-gluon: note: no config.json beside {params} says which release of Fashion-MNIST the model "
@@ -231,10 +269,10 @@ def cmd_predict(args) -> None:
 def trained_release(params: Path) -> str | None:
     """The data release in the config.json that 'train' wrote beside `params`, or None if there is none."""
     try:
-        release = json.loads((params.parent / "config.json").read_text()).get("data_release")
+        release = json.loads((params.parent / CONFIG).read_text()).get("data_release")
     except (OSError, ValueError, AttributeError):
         return None
-    return release if release in data.RELEASES else None
+    return release if release in RELEASES else None
 
 
 def cmd_data(args) -> None:
@@ -243,7 +281,7 @@ def cmd_data(args) -> None:
         data.load_dataset(args.data_dir, release)  # downloads the release if no folder holds it whole
     rows = data.status(args.data_dir, release)
     used = next((folder for folder, why in rows if why is None), None)
-    print(f"Fashion-MNIST {release} release ({data.RELEASES[release]}); the folders searched, in order (* = used):")
+    print(f"Fashion-MNIST {release} release ({RELEASES[release]}); the folders searched, in order (* = used):")
     for folder, why in rows:
         print(f"  * {folder}: the {release} release, all four files verified" if folder == used
               else f"    {why[0]}")
@@ -251,25 +289,38 @@ def cmd_data(args) -> None:
         data.load_dataset(args.data_dir, release, download=False)  # raises the error a run would give
 
 
+def cmd_exercise(args) -> None:
+    names = exercises.EXERCISES if args.name == "all" else [args.name]
+    try:
+        results = exercises.run_all(names, quick=args.quick, seeds=args.seeds, epochs=args.epochs, model=args.model,
+                                    data_release=args.data_release, data_dir=args.data_dir, out_dir=args.out,
+                                    cache_dir=args.cache, progress=args.progress)
+    except KeyboardInterrupt:
+        raise Stopped(f"interrupted; the finished runs are kept in {args.cache}, and the same command resumes "
+                      f"from there", 130) from None
+    for result in results.values():
+        print(result.table)
+        print(f"wrote {result.table_path} and {', '.join(map(str, result.plots))}\n", flush=True)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": experiments.cmd_exercise}
+    commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": cmd_exercise}
     try:
         commands[args.command](args)
-    except (ValueError, UsageError, data.DataError, ModelFileError) as e:
+    except (ValueError, UsageError, DataError, ModelFileError) as e:
         print(f"dropout-gluon: error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(f"dropout-gluon: {e}", file=sys.stderr)
+        return e.status
+    except KeyboardInterrupt:
+        print("dropout-gluon: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # whoever read our output stopped (e.g. `| head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else flushing at exit fails again
         return 1
     except OSError as e:  # e.g. a full disk while writing an output: say which file, no traceback
         print(f"dropout-gluon: error: cannot write {e.filename or 'an output file'}: {e.strerror}", file=sys.stderr)
         return 2
-    except TrainingDiverged as e:
-        print(f"dropout-gluon: {e}; the history of the epochs before is in {e.out}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt as e:
-        where = f"; the finished epochs' history is in {e.out}" if getattr(e, "out", None) else ""
-        print(f"dropout-gluon: interrupted{where}", file=sys.stderr)
-        return 130
     return 0

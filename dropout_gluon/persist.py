@@ -12,11 +12,17 @@ from typing import Callable
 import mxnet as mx
 from mxnet import nd
 
+from .config import RunConfig
+from .fashion_mnist import Source
 from .gluon_net import get_net
 from .scratch import ScratchNet, num_inputs, num_outputs
 from .trainer import Epoch, History
 
 SCRATCH_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3"]
+# The files of a trained model's folder ('dropout-gluon train'; predict adds PREDICTIONS).
+CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS = (
+    "config.json", "history.json", "history.csv", "model.params", "curves.png", "predictions.png")
+RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS)
 
 
 class ModelFileError(Exception):
@@ -50,12 +56,30 @@ def save_history(history: History, folder: Path) -> None:
     # The label on every row: a row copied elsewhere still says which data its numbers came from.
     label = {"data_release": history.source.release, "data_dir": history.source.folder} if history.source else {}
     rows = [{**e._asdict(), **label} for e in history]
-    write_text(folder / "history.json", json.dumps(rows, indent=1) + "\n")
+    write_text(folder / HISTORY_JSON, json.dumps(rows, indent=1) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[*Epoch._fields, *label])
     writer.writeheader()
     writer.writerows(rows)
-    write_text(folder / "history.csv", buffer.getvalue())
+    write_text(folder / HISTORY_CSV, buffer.getvalue())
+
+
+def save_config(config: RunConfig, source: Source, folder: Path) -> Path:
+    """`config.json`: the run's configuration (rerun it with 'train --config') and the folder it read."""
+    return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data_folder": source.folder}, indent=1) + "\n")
+
+
+def load_config(path: os.PathLike | str) -> RunConfig:
+    """The configuration in a config.json that 'train' wrote; ValueError saying what is wrong otherwise."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ValueError(f"cannot read the configuration {path}: {e.strerror}") from None
+    except ValueError:
+        raise ValueError(f"{path} is not a JSON file; pass a config.json that 'dropout-gluon train' wrote") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} holds no configuration; pass a config.json that 'dropout-gluon train' wrote")
+    return RunConfig.from_dict(values)
 
 
 def save_model(net, path: os.PathLike | str) -> Path:

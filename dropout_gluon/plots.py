@@ -4,11 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from .data import TEXT_LABELS
+from .fashion_mnist import TEXT_LABELS
 from .persist import atomic_write
 
 
@@ -34,19 +32,14 @@ def plot_history(histories: dict, path: os.PathLike | str) -> Path:
 
 def show_predictions(images, labels, preds, path: os.PathLike | str, num_cols: int = 5) -> Path:
     """A grid of test images titled 'true / predicted' (the book's show_fashion_mnist), saved as a PNG."""
-    from d2l import mxnet as d2l  # imported here: it takes ~2 s and only pictures need it
-
-    titles = [f"{TEXT_LABELS[t]}\n{TEXT_LABELS[p]}" + ("" if t == p else " ✗") for t, p in zip(labels, preds)]
-    num_cols = max(2, min(num_cols, len(images)))  # d2l's grid needs an array of axes, so two at least
+    num_cols = min(num_cols, len(images))
     num_rows = (len(images) + num_cols - 1) // num_cols
-    with matplotlib.rc_context({"image.cmap": "gray"}):
-        axes = d2l.show_images(list(images), num_rows, num_cols, titles=titles, scale=1.8)
-    fig = axes[0].figure
-    for ax in axes[len(images):]:
-        ax.set_visible(False)
+    fig = Figure(figsize=(1.8 * num_cols, 2.1 * num_rows))
+    for i, (image, true, pred) in enumerate(zip(images, labels, preds)):
+        ax = fig.add_subplot(num_rows, num_cols, i + 1)
+        ax.imshow(image, cmap="gray")
+        ax.set_title(f"{TEXT_LABELS[true]}\n{TEXT_LABELS[pred]}" + ("" if true == pred else " ✗"), fontsize=9)
+        ax.axis("off")
     fig.suptitle("true label / predicted", fontsize="small")
     fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -1,23 +1,22 @@
-"""The chapter's two experiments as functions: train a fresh model with the chapter's hyperparameters."""
+"""The chapter's experiments as functions: build a fresh model from a `RunConfig`, train it, return its history."""
 from __future__ import annotations
 
-import math
-import numbers
 import random
+from typing import Callable, NamedTuple
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 from mxnet.gluon import loss as gloss
 
-from .data import DEFAULT_RELEASE, load_data_fashion_mnist
-from .gluon_net import check_gluon_drop_prob, get_net
-from .scratch import ScratchNet, check_drop_prob, init_params, num_hiddens1, num_hiddens2
-from .trainer import History, train_ch3
-
-# The chapter's hyperparameters, in one place.
-num_epochs, lr, batch_size = 5, 0.5, 256
-drop_prob1, drop_prob2 = 0.2, 0.5
+from . import config as defaults
+from .config import RunConfig
+from .data import data_iters as make_iters
+from .data import load_dataset
+from .fashion_mnist import DEFAULT_RELEASE
+from .gluon_net import get_net
+from .scratch import ScratchNet, init_params
+from .trainer import Epoch, FusedSGD, History, train_ch3
 
 
 def set_seed(seed: int) -> None:
@@ -25,15 +24,6 @@ def set_seed(seed: int) -> None:
     mx.random.seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-
-
-def check_hyperparams(num_epochs, lr, batch_size) -> None:
-    """Raise ValueError naming the first hyperparameter that cannot work."""
-    for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
 
 
 class ToContext:
@@ -51,66 +41,91 @@ class ToContext:
             yield X.as_in_context(self.ctx), y.as_in_context(self.ctx)
 
 
-def check_seed(seed) -> None:
-    """Raise ValueError unless `seed` is None (unseeded) or a whole number numpy accepts, 0 to 2**32 - 1."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                             or not 0 <= seed < 2 ** 32):
-        raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
+def l2_penalty(weights: list):
+    """The book's weight-decay term: half the squared L2 norm of the weights."""
+    return sum((w ** 2).sum() for w in weights) / 2
 
 
-def _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx, data_release):
-    check_hyperparams(num_epochs, lr, batch_size)
-    check_seed(seed)
-    if seed is not None:
-        set_seed(seed)
-    if data_iters is None:
-        data_iters = load_data_fashion_mnist(batch_size, root=root, loader=loader, data_release=data_release)
-    if ctx is not None and ctx != mx.cpu():
-        data_iters = tuple(ToContext(data_iter, ctx) for data_iter in data_iters)
-    return data_iters
+class L2PenalizedLoss:
+    """`loss(y_hat, y) + lambd * l2_penalty(weights)` per example, as the book's weight-decay chapter.
 
-
-def build(model: str, drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, lr: float = lr,
-          num_hiddens1: int = num_hiddens1, num_hiddens2: int = num_hiddens2, ctx=None) -> tuple:
-    """A fresh model as `train_ch3` takes it, `(net, params, trainer)`.
-
-    'scratch': the chapter's `net` and its `params`, for `sgd` (no trainer); 'gluon': the chapter's
-    `nn.Sequential` and its `gluon.Trainer` (no params). Seed first (`set_seed`) for a reproducible init.
+    train_ch3 sums over the batch and the update divides by the batch size, so the step is
+    `w -= lr * lambd * w` on top of the gradient: Gluon's `wd=lambd` for every full batch. (On an epoch's
+    last, short batch of b examples the decay is b / batch_size of Gluon's; and the reported loss
+    includes the penalty, which Gluon's does not.)
     """
-    if model == "scratch":
-        net = ScratchNet(drop_prob1, drop_prob2, init_params(num_hiddens1, num_hiddens2, ctx=ctx))
-        return net, net.params, None
-    if model == "gluon":
-        net = get_net(drop_prob1, drop_prob2, num_hiddens1, num_hiddens2, ctx=ctx)
-        return net, None, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
-    raise ValueError(f"model must be 'scratch' or 'gluon', got {model!r}")
+
+    def __init__(self, loss, weights: list, lambd: float):
+        self.loss, self.weights, self.lambd = loss, weights, lambd
+
+    def __call__(self, y_hat, y):
+        return self.loss(y_hat, y) + self.lambd * l2_penalty(self.weights)
 
 
-def train_scratch(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
-                  drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
-                  seed: int | None = 0, root=None, data_release: str = DEFAULT_RELEASE, loader: str = "memory",
-                  data_iters: tuple | None = None, log=print, on_epoch=None, ctx=None) -> tuple:
-    """Train a fresh from-scratch `net`; return `(net, history)`. The same seed gives the same history."""
-    check_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
-    check_drop_prob(drop_prob2, "drop_prob2")
-    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx,
-                                    data_release)
-    net, params, _ = build("scratch", drop_prob1, drop_prob2, lr, ctx=ctx)
-    history = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
-                        batch_size, params, lr, log=log, on_epoch=on_epoch)
-    return net, history
+class Model(NamedTuple):
+    """A fresh model as train_ch3 takes it: `trainer.step(batch_size)` updates `net`'s parameters."""
+    net: object       # ScratchNet or nn.Sequential
+    trainer: object   # FusedSGD (scratch) or gluon.Trainer
+    loss: object
 
 
-def train_gluon(num_epochs: int = num_epochs, lr: float = lr, batch_size: int = batch_size,
-                drop_prob1: float = drop_prob1, drop_prob2: float = drop_prob2, *,
-                seed: int | None = 0, root=None, data_release: str = DEFAULT_RELEASE, loader: str = "memory",
-                data_iters: tuple | None = None, log=print, on_epoch=None, ctx=None) -> tuple:
-    """Train a fresh Gluon `nn.Sequential` with `nn.Dropout`; return `(net, history)`."""
-    check_gluon_drop_prob(drop_prob1, "drop_prob1")  # bad input fails before any data is read
-    check_gluon_drop_prob(drop_prob2, "drop_prob2")
-    train_iter, test_iter = _prepare(num_epochs, lr, batch_size, seed, data_iters, root, loader, ctx,
-                                    data_release)
-    net, _, trainer = build("gluon", drop_prob1, drop_prob2, lr, ctx=ctx)
-    history: History = train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), num_epochs,
-                                 batch_size, None, None, trainer, log=log, on_epoch=on_epoch)
-    return net, history
+def build(config: RunConfig) -> Model:
+    """The model `config` describes, initialised from MXNet's generator (call `set_seed` first)."""
+    ctx, loss = config.context(), gloss.SoftmaxCrossEntropyLoss()
+    if config.model == "scratch":
+        net = ScratchNet(config.drop_prob1, config.drop_prob2,
+                         init_params(config.num_hiddens1, config.num_hiddens2, ctx=ctx))
+        if config.wd:  # the weights only, W1, W2, W3, as the book's weight-decay chapter
+            loss = L2PenalizedLoss(loss, net.params[0::2], config.wd)
+        return Model(net, FusedSGD(net.params, config.lr), loss)
+    net = get_net(config.drop_prob1, config.drop_prob2, config.num_hiddens1, config.num_hiddens2, ctx=ctx)
+    hyperparams = {"learning_rate": config.lr}
+    if config.wd:  # decay the weights only, as the book's weight-decay chapter (its second trainer for biases)
+        net.collect_params(".*bias").setattr("wd_mult", 0.0)
+        hyperparams["wd"] = config.wd
+    return Model(net, gluon.Trainer(net.collect_params(), "sgd", hyperparams), loss)
+
+
+def train(config: RunConfig, data_iters: tuple | None = None, *, history: History | None = None,
+          on_epoch: Callable[[Epoch], None] | None = None, log: Callable[[str], None] | None = print) -> tuple:
+    """Train a fresh model as `config` says; return `(net, history)`. The same seed gives the same history.
+
+    `data_iters` is `(train_iter, test_iter)`, by default the configured release, folder and subset;
+    `history` (appended to) and `on_epoch` are train_ch3's.
+    """
+    if config.seed is not None:
+        set_seed(config.seed)
+    if data_iters is None:
+        dataset = load_dataset(config.data_dir, config.data_release)
+        data_iters = make_iters(dataset, config.batch_size, config.loader, config.train_size, config.test_size)
+    ctx = config.context()
+    if ctx != mx.cpu():
+        data_iters = tuple(ToContext(data_iter, ctx) for data_iter in data_iters)
+    train_iter, test_iter = data_iters
+    model = build(config)
+    history = train_ch3(model.net, train_iter, test_iter, model.loss, config.num_epochs, config.batch_size,
+                        trainer=model.trainer, log=log, on_epoch=on_epoch, history=history)
+    return model.net, history
+
+
+def _chapter_experiment(model: str, doc: str) -> Callable:
+    # train_scratch and train_gluon: the chapter's two experiments, one definition.
+    def experiment(num_epochs: int = defaults.num_epochs, lr: float = defaults.lr,
+                   batch_size: int = defaults.batch_size, drop_prob1: float = defaults.drop_prob1,
+                   drop_prob2: float = defaults.drop_prob2, *, seed: int | None = 0, root=None,
+                   data_release: str = DEFAULT_RELEASE, loader: str = "memory", ctx=None,
+                   data_iters: tuple | None = None, log: Callable[[str], None] | None = print,
+                   on_epoch: Callable[[Epoch], None] | None = None) -> tuple:
+        config = RunConfig(model, num_epochs, lr, batch_size, drop_prob1, drop_prob2, seed=seed, data_dir=root,
+                           data_release=data_release, loader=loader, ctx="cpu" if ctx is None else ctx)
+        return train(config, data_iters, on_epoch=on_epoch, log=log)
+
+    experiment.__name__ = experiment.__qualname__ = f"train_{model}"
+    experiment.__doc__ = doc
+    return experiment
+
+
+train_scratch = _chapter_experiment("scratch", "Train a fresh from-scratch `net`; return `(net, history)`. "
+                                               "The same seed gives the same history.")
+train_gluon = _chapter_experiment("gluon", "Train a fresh Gluon `nn.Sequential` with `nn.Dropout`; return "
+                                           "`(net, history)`. The same seed gives the same history.")

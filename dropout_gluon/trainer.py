@@ -7,6 +7,8 @@ from typing import Callable, NamedTuple
 
 from mxnet import autograd, nd
 
+from .scratch import num_outputs
+
 
 class Epoch(NamedTuple):
     """One line of the book's output, plus the seconds the epoch took (training and testing)."""
@@ -45,25 +47,57 @@ class History(list):
         return [getattr(e, name) for e in self]
 
 
-class TrainingDiverged(RuntimeError):
-    """The training loss became infinite or NaN; `history` holds the epochs finished before."""
+# When training has diverged (checked after each epoch, on its training loss and accuracy): the loss is not
+# finite, or over ten times that of guessing uniformly among the classes, or the training accuracy fell
+# back to chance after the model had learned something.
+EXPLODED_LOSS = 10 * math.log(num_outputs)
+CHANCE_ACC, LEARNED_ACC = 0.2, 0.5
 
-    def __init__(self, epoch: int, loss: float, lr, history: History):
+
+def divergence(loss: float, train_acc: float, history: list) -> str | None:
+    """How training diverged in an epoch with this loss and train accuracy after `history`, or None."""
+    if not math.isfinite(loss):
+        return "non-finite"
+    if loss > EXPLODED_LOSS:
+        return "exploding"
+    if train_acc < CHANCE_ACC and any(e.train_acc > LEARNED_ACC for e in history):
+        return "collapsed"
+    return None
+
+
+class TrainingDiverged(RuntimeError):
+    """Training diverged (`kind`, see `divergence`) in `epoch`; `history` holds the epochs finished before."""
+
+    def __init__(self, epoch: int, kind: str, loss: float, lr, history: History):
+        what = {"non-finite": f"the loss is {loss}", "exploding": f"the loss is {loss:.4g}, over ten times "
+                f"that of guessing", "collapsed": "the training accuracy fell back to chance"}[kind]
         hint = f" (lr={lr})" if lr is not None else ""
-        super().__init__(f"training diverged in epoch {epoch}: the loss is {loss}; "
-                         f"try a smaller learning rate{hint}")
-        self.epoch, self.loss, self.history = epoch, loss, history
+        super().__init__(f"training diverged in epoch {epoch}: {what}; try a smaller learning rate{hint}")
+        self.epoch, self.kind, self.loss, self.history = epoch, kind, loss, history
 
 
 def sgd(params: list, lr: float, batch_size: int) -> None:
-    """Minibatch stochastic gradient descent; the gradient is of a summed loss, hence / batch_size."""
+    """Minibatch stochastic gradient descent, the book's line; the gradient is of a summed loss."""
     for param in params:
-        # The book writes `param[:] = param - lr * param.grad / batch_size`: four operators and three
-        # temporaries per parameter. MXNet's fused `sgd_update` computes the same in one pass, in place,
-        # ~0.35 s faster per epoch of the scratch model (benchmarks/epoch.py). It multiplies by
-        # lr * (1 / batch_size) instead of dividing lr * grad by batch_size: the same floats whenever
-        # batch_size is a power of two, as the chapter's 256 is.
+        param[:] = param - lr * param.grad / batch_size
+
+
+def sgd_fused(params: list, lr: float, batch_size: int) -> None:
+    """`sgd` in one MXNet operator per parameter (`sgd_update`, in place) instead of the book's four."""
+    for param in params:
+        # It multiplies by lr * (1 / batch_size) where the book divides lr * grad by batch_size: the same
+        # floats whenever batch_size is a power of two, as the chapter's 256 is (tested).
         nd.sgd_update(param, param.grad, lr=lr, rescale_grad=1.0 / batch_size, out=param)
+
+
+class FusedSGD:
+    """The scratch model's updater, shaped like a gluon.Trainer: `step(batch_size)` runs `sgd_fused`."""
+
+    def __init__(self, params: list, learning_rate: float):
+        self.params, self.learning_rate = params, learning_rate
+
+    def step(self, batch_size: int) -> None:
+        sgd_fused(self.params, self.learning_rate, batch_size)
 
 
 def _correct(y_hat: nd.NDArray, y: nd.NDArray) -> nd.NDArray:
@@ -89,16 +123,20 @@ def evaluate_accuracy(data_iter, net) -> float:
 
 def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int,
               params: list | None = None, lr: float | None = None, trainer=None,
-              *, log: Callable[[str], None] | None = print,
-              on_epoch: Callable[[Epoch], None] | None = None) -> History:
+              *, log: Callable[[str], None] | None = print, on_epoch: Callable[[Epoch], None] | None = None,
+              history: History | None = None) -> History:
     """Train `net` as the book's train_ch3 does (sgd on `params` if no `trainer`), printing a line per epoch.
 
-    Returns the `History`, labelled with `train_iter.source` (the data release) where the iterator has one.
-    Raises `TrainingDiverged` when an epoch's loss is not finite. `on_epoch`, if given, receives each
-    `Epoch` as it finishes (e.g. to draw live curves).
+    `trainer` is anything with `step(batch_size)`: a gluon.Trainer, or `FusedSGD`. Each epoch is appended
+    to `history` (a new one if None), labelled with `train_iter.source` (the data release) where the
+    iterator has one, and passed to `on_epoch` (e.g. to draw live curves or save it) before its line is
+    printed. Raises `TrainingDiverged` as `divergence` says.
     """
-    history = History(source=getattr(train_iter, "source", None))
-    for epoch in range(1, num_epochs + 1):
+    if history is None:
+        history = History()
+    if history.source is None:
+        history.source = getattr(train_iter, "source", None)
+    for epoch in range(len(history) + 1, len(history) + num_epochs + 1):
         start = time.perf_counter()
         # Sums stay NDArrays (float64, as the book's Python floats) and are read once per epoch, so
         # MXNet's engine runs ahead instead of pausing for two reads per batch as the book's loop does.
@@ -116,8 +154,9 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
             train_acc_sum = train_acc_sum + _correct(y_hat, y).astype("float64")
             n += y.size
         train_l, train_acc = _mean(train_l_sum, n, "train_iter"), _mean(train_acc_sum, n, "train_iter")
-        if not math.isfinite(train_l):
-            raise TrainingDiverged(epoch, train_l, lr if trainer is None else trainer.learning_rate, history)
+        kind = divergence(train_l, train_acc, history)
+        if kind:
+            raise TrainingDiverged(epoch, kind, train_l, lr if trainer is None else trainer.learning_rate, history)
         test_acc = evaluate_accuracy(test_iter, net)
         history.append(Epoch(epoch, train_l, train_acc, test_acc, time.perf_counter() - start))
         if on_epoch is not None:  # first, so that an epoch whose line was printed is also recorded

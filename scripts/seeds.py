@@ -11,24 +11,25 @@ import argparse
 import statistics
 
 import dropout_gluon as gb  # before MXNet loads, so that its engine settings apply
-from dropout_gluon import data, run
+from dropout_gluon import config, data
+from dropout_gluon import fashion_mnist as fm
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8, help="seeds 0 .. N-1 (default 8)")
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--data-release", choices=list(data.RELEASES), default=data.DEFAULT_RELEASE)
+    parser.add_argument("--data-release", choices=list(fm.RELEASES), default=fm.DEFAULT_RELEASE)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     try:
         dataset = data.load_dataset(args.data_dir, args.data_release)
-    except data.DataError as e:
+    except fm.DataError as e:
         parser.exit(2, f"seeds.py: error: {e}\n")
     print(f"# {dataset.source}; {args.epochs} epochs, the chapter's hyperparameters")
     train_images, train_labels, test_images, test_labels = dataset.arrays
-    iters = (data.DataIter(train_images, train_labels, run.batch_size, True, source=dataset.source),
-             data.DataIter(test_images, test_labels, run.batch_size, False, source=dataset.source))
+    iters = (data.DataIter(train_images, train_labels, config.batch_size, True, source=dataset.source),
+             data.DataIter(test_images, test_labels, config.batch_size, False, source=dataset.source))
     results = {"from scratch": [], "Gluon": []}
     for seed in range(args.seeds):
         for (name, accs), train in zip(results.items(), (gb.train_scratch, gb.train_gluon)):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dropout_gluon import data
+from dropout_gluon import fashion_mnist as fm
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CHAPTER = SHARED / "chapter" / "dropout.md"
@@ -22,26 +23,26 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-def write_idx(path: Path, array: np.ndarray) -> data.FileSpec:
+def write_idx(path: Path, array: np.ndarray) -> fm.FileSpec:
     """Write `array` as IDX (gzip if the name ends in .gz); return the spec a genuine copy must meet."""
     payload = idx_bytes(array)
     raw = gzip.compress(payload, mtime=0) if path.suffix == ".gz" else payload
     path.write_bytes(raw)
-    return data.FileSpec(array.shape, hashlib.sha256(payload).hexdigest(),
+    return fm.FileSpec(array.shape, hashlib.sha256(payload).hexdigest(),
                          hashlib.sha1(raw).hexdigest(), hashlib.md5(raw).hexdigest())
 
 
 @pytest.fixture
 def isolated_dirs(tmp_path, monkeypatch):
     """Point every place the loader searches at empty folders under tmp_path."""
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.delenv(fm.ENV_VAR, raising=False)
     monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet_home"))
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
     return tmp_path
 
 
 class Releases:
-    """Two small synthetic releases of the four files (100 train, 30 test images each), as data.FILES.
+    """Two small synthetic releases of the four files (100 train, 30 test images each), as fashion_mnist.FILES.
 
     Like the real ones they share shapes and differ in content; the first release's image files verify
     only by their .gz SHA-1, as the real first release's do.
@@ -61,16 +62,16 @@ class Releases:
                 payload = idx_bytes(array)
                 raw = self.gz(release, name)
                 known = release == "final" or "labels" in name
-                files[release][name] = data.FileSpec(array.shape, hashlib.sha256(payload).hexdigest() if known
+                files[release][name] = fm.FileSpec(array.shape, hashlib.sha256(payload).hexdigest() if known
                                                      else None, hashlib.sha1(raw).hexdigest(),
                                                      hashlib.md5(raw).hexdigest())
-        monkeypatch.setattr(data, "FILES", files)
+        monkeypatch.setattr(fm, "FILES", files)
 
     def gz(self, release: str, name: str) -> bytes:
         """The file as 'published': gzip with a fixed header, so its .gz hashes are fixed."""
         return gzip.compress(idx_bytes(self.arrays[release][name]), mtime=0)
 
-    def put(self, folder: Path, release: str, names=data.NAMES) -> Path:
+    def put(self, folder: Path, release: str, names=fm.NAMES) -> Path:
         """Write `names` of `release` into `folder` as .gz files."""
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
@@ -102,7 +103,7 @@ def real_dataset():
     """The real Fashion-MNIST, final release, as the default search finds it."""
     try:
         return data.load_dataset(download=False)
-    except data.DataError as e:
+    except fm.DataError as e:
         required("the real Fashion-MNIST", e)
 
 

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from mxnet import nd
 
-from dropout_gluon import data
-from dropout_gluon.cli import Progress
+from dropout_gluon.cli import BatchProgress
 from dropout_gluon.data import DataIter
+from dropout_gluon.fashion_mnist import ENV_VAR
 
 # Runs the CLI with the system's data folders pointed elsewhere, so "no data" can be tested on a machine
 # that has it (the subprocess cannot see pytest's monkeypatch).
-ISOLATED = ("import pathlib, sys; import dropout_gluon.data as d; d.DEBIAN_DIR = pathlib.Path(sys.argv[1]); "
-            "d.mirrors = lambda release: []; from dropout_gluon.cli import main; sys.exit(main(sys.argv[2:]))")
+ISOLATED = ("import pathlib, sys; import dropout_gluon.data as d, dropout_gluon.download as dl; "
+            "d.DEBIAN_DIR = pathlib.Path(sys.argv[1]); dl.mirrors = lambda release: []; "
+            "from dropout_gluon.cli import main; sys.exit(main(sys.argv[2:]))")
 
 
 def cli(*args, isolated=None, **env) -> subprocess.CompletedProcess:
@@ -29,7 +30,7 @@ def cli(*args, isolated=None, **env) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "dropout_gluon"]
     if isolated:
         command = [sys.executable, "-c", ISOLATED, str(isolated)]
-        env = {"MXNET_HOME": str(isolated), data.ENV_VAR: "", **env}
+        env = {"MXNET_HOME": str(isolated), ENV_VAR: "", **env}
     return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, check=False,
                           env={**os.environ, **env})
 
@@ -95,18 +96,18 @@ def _folder(tmp_path, case, first_release_labels, real_folder=None):
 
 @pytest.mark.parametrize("case, how, words", [  # (every case both ways: test_data.py)
     ("missing", "--data-dir", ["does not exist"]),
-    ("incomplete", data.ENV_VAR, ["is incomplete: no train-images-idx3-ubyte",
+    ("incomplete", ENV_VAR, ["is incomplete: no train-images-idx3-ubyte",
                                   "first release's train-labels-idx1-ubyte"]),
     ("corrupt", "--data-dir", ["train-images-idx3-ubyte.gz is a truncated or damaged gzip file"]),
 ])
 def test_a_bad_chosen_folder_stops_every_command(tmp_path, first_release_labels, case, how, words):
     folder = _folder(tmp_path, case, first_release_labels)
     where = ["--data-dir", folder] if how == "--data-dir" else []
-    env = {} if where else {data.ENV_VAR: str(folder)}
+    env = {} if where else {ENV_VAR: str(folder)}
     for command in (["train", "--out", tmp_path / "out"], ["data", "status"],
                     ["exercise", "swap", "--quick", "--out", tmp_path / "out", "--cache", tmp_path / "cache"]):
         result = cli(*command, *where, **env)
-        assert_one_line_error(result, str(folder), how if where else data.ENV_VAR, *words)
+        assert_one_line_error(result, str(folder), how if where else ENV_VAR, *words)
         assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
@@ -133,7 +134,7 @@ def test_first_release_test_labels_beside_debians_copy(tmp_path, first_release_l
     mx_dir.mkdir(parents=True)
     (mx_dir / "t10k-labels-idx1-ubyte.gz").write_bytes((first_release_labels / "t10k-labels-idx1-ubyte.gz")
                                                        .read_bytes())
-    env = {"MXNET_HOME": str(tmp_path / "mx"), data.ENV_VAR: ""}
+    env = {"MXNET_HOME": str(tmp_path / "mx"), ENV_VAR: ""}
     status = cli("data", "status", **env)
     assert status.returncode == 0, status.stderr
     assert f"{mx_dir} is incomplete" in status.stdout and "first release's t10k-labels-idx1-ubyte" in status.stdout
@@ -151,6 +152,19 @@ def trained(tmp_path_factory, real_data):
     result = cli("train", "--out", out)
     assert result.returncode == 0, result.stderr
     return out, result.stdout
+
+
+def test_a_saved_configuration_trains_the_same_run_again(trained, tmp_path):
+    out, _ = trained
+    result = cli("train", "--config", out / "gluon" / "config.json", "--epochs", "2", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "scratch").exists()  # the configuration's model only
+    again = json.loads((tmp_path / "gluon" / "history.json").read_text())
+    first = json.loads((out / "gluon" / "history.json").read_text())
+    assert [e["loss"] for e in again] == [e["loss"] for e in first[:2]]  # the same seed, the same steps
+    assert json.loads((tmp_path / "gluon" / "config.json").read_text())["num_epochs"] == 2
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert_one_line_error(cli("train", "--config", tmp_path / "bad.json"), "holds no configuration")
 
 
 def test_make_run_gives_the_same_history_to_the_last_digit(trained):
@@ -180,7 +194,8 @@ def test_train_writes_everything(trained, real_dataset):
         assert csv_lines[1].endswith(f",final,{data_folder}")
         assert (history[0]["data_release"], history[0]["data_dir"]) == ("final", data_folder)
         config = json.loads((folder / "config.json").read_text())
-        assert config["drop_prob2"] == 0.5 and (config["data_release"], config["data_dir"]) == ("final", data_folder)
+        assert config["drop_prob2"] == 0.5 and config["model"] == model and config["data_dir"] is None
+        assert (config["data_release"], config["data_folder"]) == ("final", data_folder)
         assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "curves.png").is_file()
 
@@ -262,7 +277,7 @@ def test_ctrl_c_keeps_finished_epochs_and_no_partial_files(tmp_path, real_data):
 def test_progress_passes_every_batch_through():
     images, labels = np.zeros((50, 28, 28), np.uint8), np.arange(50) % 10
     data_iter = DataIter(images, labels, 8, shuffle=False)
-    progress = Progress(data_iter, "test")
+    progress = BatchProgress(data_iter, "test")
     assert len(progress) == 7
     assert [y.asnumpy().tolist() for _, y in progress] == [y.asnumpy().tolist() for _, y in data_iter]
 

@@ -11,7 +11,7 @@ from mxnet.gluon import loss as gloss
 
 from dropout_gluon import ScratchNet, dropout, get_net, set_seed, sgd, train_ch3, train_gluon, train_scratch
 from dropout_gluon.data import DataIter
-from dropout_gluon.trainer import TrainingDiverged
+from dropout_gluon.trainer import TrainingDiverged, sgd_fused
 from dropout_gluon.trainer import evaluate_accuracy as gb_evaluate
 
 Z = 5.0  # two-sided tail of N(0, 1) beyond 5 sigma: ~6e-7, so these bounds fail only when the code is wrong
@@ -205,15 +205,30 @@ def test_another_context_gets_everything():
 
 
 def test_fused_sgd_gives_the_books_floats():
-    # The book's update is param - lr * grad / batch_size; sgd uses MXNet's fused sgd_update instead.
+    # The default path's one-operator update against the book's line, at the chapter's batch size.
     params = [nd.random.normal(shape=(784, 256)), nd.random.normal(shape=(256,))]
     for param in params:
         param.attach_grad()
         param.grad[:] = nd.random.normal(shape=param.shape)
-    books = [param - 0.5 * param.grad / 256 for param in params]
-    sgd(params, 0.5, 256)
-    for param, book in zip(params, books):
+    books = [param.copy() for param in params]
+    for book, param in zip(books, params):
+        book.attach_grad()
+        book.grad[:] = param.grad
+    before = [param.asnumpy() for param in params]
+    sgd(books, 0.5, 256)
+    sgd_fused(params, 0.5, 256)
+    for param, book, old in zip(params, books, before):
+        assert not np.array_equal(param.asnumpy(), old)  # an update happened
         np.testing.assert_array_equal(param.asnumpy(), book.asnumpy())
+
+
+def test_numpy_numbers_are_accepted_everywhere():
+    # A configuration from numpy values (e.g. a sweep over np.arange) is the same run as from Python's.
+    iters = _tiny_iters()
+    _, a = train_scratch(np.int64(1), np.float32(0.5), np.int64(16), np.float64(0.2), seed=np.uint32(3),
+                         data_iters=iters, log=None)
+    _, b = train_scratch(1, 0.5, 16, 0.2, seed=3, data_iters=iters, log=None)
+    assert [e[:4] for e in a] == [e[:4] for e in b]
 
 
 def test_empty_data_is_a_clear_error():

@@ -14,7 +14,8 @@ import pytest
 from conftest import idx_bytes, write_idx
 from mxnet import gluon, nd
 
-from dropout_gluon import data, run
+from dropout_gluon import data, download, run
+from dropout_gluon import fashion_mnist as fm
 from dropout_gluon.persist import save_history
 
 NAME = "t10k-labels-idx1-ubyte"
@@ -24,7 +25,7 @@ NAME = "t10k-labels-idx1-ubyte"
 def test_read_idx_round_trip(tmp_path, suffix):
     array = np.arange(2 * 3 * 4).reshape(2, 3, 4)
     write_idx(tmp_path / ("x" + suffix), array)
-    out = data.read_idx(tmp_path / ("x" + suffix))
+    out = fm.read_idx(tmp_path / ("x" + suffix))
     assert out.dtype == np.uint8 and out.shape == (2, 3, 4)
     np.testing.assert_array_equal(out, array)
 
@@ -32,39 +33,39 @@ def test_read_idx_round_trip(tmp_path, suffix):
 def test_truncated_payload_names_file_and_sizes(tmp_path):
     path = tmp_path / "x.gz"
     path.write_bytes(gzip.compress(idx_bytes(np.zeros((10, 4, 4)))[:-5]))
-    with pytest.raises(data.DataError, match=r"x\.gz is truncated: 171 bytes .* expected 176"):
-        data.read_idx(path)
+    with pytest.raises(fm.DataError, match=r"x\.gz is truncated: 171 bytes .* expected 176"):
+        fm.read_idx(path)
 
 
 def test_truncated_gzip_stream(tmp_path):
     path = tmp_path / "x.gz"
     path.write_bytes(gzip.compress(idx_bytes(np.zeros((10, 4, 4))))[:-20])
-    with pytest.raises(data.DataError, match="truncated or damaged gzip"):
-        data.read_idx(path)
+    with pytest.raises(fm.DataError, match="truncated or damaged gzip"):
+        fm.read_idx(path)
 
 
 def test_wrong_magic_number(tmp_path):
     path = tmp_path / "x"
     path.write_bytes(b"\x00\x00\x0d\x01" + bytes(8))  # type code 0x0d = float, not bytes
-    with pytest.raises(data.DataError, match="not an IDX file of bytes .*00000d01"):
-        data.read_idx(path)
+    with pytest.raises(fm.DataError, match="not an IDX file of bytes .*00000d01"):
+        fm.read_idx(path)
 
 
 def test_header_longer_than_file(tmp_path):
     path = tmp_path / "x"
     path.write_bytes(b"\x00\x00\x08\x03" + bytes(4))
-    with pytest.raises(data.DataError, match="truncated inside its IDX header"):
-        data.read_idx(path)
+    with pytest.raises(fm.DataError, match="truncated inside its IDX header"):
+        fm.read_idx(path)
 
 
 # ------------------------------------------------------------------------------------ which release a file is
 
 @pytest.mark.parametrize("release", ["final", "first"])
-@pytest.mark.parametrize("name", data.NAMES)
+@pytest.mark.parametrize("name", fm.NAMES)
 def test_identify_names_each_files_release(releases, tmp_path, release, name):
     path = tmp_path / (name + ".gz")
     path.write_bytes(releases.gz(release, name))
-    got, array = data.identify(path, name)
+    got, array = fm.identify(path, name)
     assert got == release
     np.testing.assert_array_equal(array, releases.arrays[release][name])
     assert not array.flags.writeable  # shared by the cache: nobody may change it in place
@@ -77,40 +78,40 @@ def test_a_regzipped_copy_verifies_by_its_payload(releases, tmp_path):
     (tmp_path / "a.gz").write_bytes(gzip.compress(payload, mtime=12345))
     (tmp_path / "b").write_bytes(payload)  # and uncompressed
     assert (tmp_path / "a.gz").read_bytes() != releases.gz("final", name)
-    assert data.identify(tmp_path / "a.gz", name)[0] == data.identify(tmp_path / "b", name)[0] == "final"
+    assert fm.identify(tmp_path / "a.gz", name)[0] == fm.identify(tmp_path / "b", name)[0] == "final"
     # The first release's images are known only by their .gz hashes: a re-gzipped copy cannot be verified.
     (tmp_path / "c.gz").write_bytes(gzip.compress(gzip.decompress(releases.gz("first", name)), mtime=12345))
-    with pytest.raises(data.DataError, match=r"c\.gz matches no release's published checksums"):
-        data.identify(tmp_path / "c.gz", name)
+    with pytest.raises(fm.DataError, match=r"c\.gz matches no release's published checksums"):
+        fm.identify(tmp_path / "c.gz", name)
 
 
 def test_identify_rejects_wrong_content_and_wrong_shape(releases, tmp_path):
     write_idx(tmp_path / "b.gz", np.arange(30) % 9)
-    with pytest.raises(data.DataError, match=r"b\.gz matches no release's published checksums"):
-        data.identify(tmp_path / "b.gz", NAME)
+    with pytest.raises(fm.DataError, match=r"b\.gz matches no release's published checksums"):
+        fm.identify(tmp_path / "b.gz", NAME)
     write_idx(tmp_path / "c.gz", np.arange(40) % 10)
-    with pytest.raises(data.DataError, match=r"shape \(40,\), expected \(30,\): is it t10k-labels"):
-        data.identify(tmp_path / "c.gz", NAME)
+    with pytest.raises(fm.DataError, match=r"shape \(40,\), expected \(30,\): is it t10k-labels"):
+        fm.identify(tmp_path / "c.gz", NAME)
 
 
 def test_real_checksums_reject_a_lookalike(tmp_path):
     write_idx(tmp_path / "x.gz", np.zeros(10000))
-    with pytest.raises(data.DataError, match="matches no release"):
-        data.identify(tmp_path / "x.gz", NAME)
+    with pytest.raises(fm.DataError, match="matches no release"):
+        fm.identify(tmp_path / "x.gz", NAME)
 
 
 def test_the_real_first_release_labels_are_identified_as_such(first_release_labels, tmp_path):
     # The real files (shared/data/first-release) against the package's own table of hashes: by their .gz
     # SHA-1s (the ones Gluon checks), and re-gzipped, as Debian would ship them, by their payload SHA-256s.
     for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
-        release, labels = data.identify(first_release_labels / (name + ".gz"), name)
-        assert release == "first" and labels.shape == data.FILES["first"][name].shape
+        release, labels = fm.identify(first_release_labels / (name + ".gz"), name)
+        assert release == "first" and labels.shape == fm.FILES["first"][name].shape
         assert np.bincount(labels).tolist() == [len(labels) // 10] * 10
         regzipped = tmp_path / (name + ".gz")
         regzipped.write_bytes(gzip.compress(gzip.decompress((first_release_labels / (name + ".gz")).read_bytes()),
                                             mtime=1))
-        assert data.identify(regzipped, name)[0] == "first"
-    test_labels = data.identify(first_release_labels / (NAME + ".gz"), NAME)[1]
+        assert fm.identify(regzipped, name)[0] == "first"
+    test_labels = fm.identify(first_release_labels / (NAME + ".gz"), NAME)[1]
     assert test_labels[:10].tolist() == [0, 1, 2, 2, 3, 2, 8, 6, 5, 0]  # the final release's: 9 2 1 1 6 1 4 6 5 7
 
 
@@ -120,8 +121,8 @@ def test_a_complete_folder_gives_its_release(releases, isolated_dirs):
     for release in ("final", "first"):
         folder = releases.put(isolated_dirs / release, release)
         dataset = data.load_dataset(folder, release)
-        assert dataset.source == data.Source(release, str(folder))
-        for name, array in zip(data.NAMES, dataset.arrays):
+        assert dataset.source == fm.Source(release, str(folder))
+        for name, array in zip(fm.NAMES, dataset.arrays):
             np.testing.assert_array_equal(array, releases.arrays[release][name])
 
 
@@ -141,7 +142,7 @@ def test_default_search_order_mxnet_debian_then_downloads(releases, isolated_dir
 def test_a_chosen_folder_comes_first_root_then_the_environment(releases, isolated_dirs, monkeypatch):
     releases.put(data.mxnet_dir(), "final")
     root, env = releases.put(isolated_dirs / "root", "final"), releases.put(isolated_dirs / "env", "final")
-    monkeypatch.setenv(data.ENV_VAR, str(env))
+    monkeypatch.setenv(fm.ENV_VAR, str(env))
     assert data.load_dataset(root).source.folder == str(root)
     assert data.load_dataset().source.folder == str(env)
 
@@ -149,9 +150,9 @@ def test_a_chosen_folder_comes_first_root_then_the_environment(releases, isolate
 def test_an_uncompressed_copy_is_found(releases, isolated_dirs):
     folder = isolated_dirs / "raw"
     folder.mkdir()
-    for name in data.NAMES:
+    for name in fm.NAMES:
         (folder / name).write_bytes(gzip.decompress(releases.gz("final", name)))
-    assert data.load_dataset(folder).source == data.Source("final", str(folder))
+    assert data.load_dataset(folder).source == fm.Source("final", str(folder))
 
 
 def test_a_partial_first_release_is_passed_over_for_a_whole_final_one(releases, isolated_dirs):
@@ -160,7 +161,7 @@ def test_a_partial_first_release_is_passed_over_for_a_whole_final_one(releases, 
     releases.put(data.mxnet_dir(), "first", ["t10k-labels-idx1-ubyte"])
     releases.put(isolated_dirs / "debian", "final")
     dataset = data.load_dataset(download=False)
-    assert dataset.source == data.Source("final", str(isolated_dirs / "debian"))
+    assert dataset.source == fm.Source("final", str(isolated_dirs / "debian"))
     np.testing.assert_array_equal(dataset.arrays[3], releases.arrays["final"][NAME])
     why = dict(data.status())[data.mxnet_dir()]
     assert "is incomplete" in why[0] and "first release's t10k-labels-idx1-ubyte" in why[0]
@@ -169,7 +170,7 @@ def test_a_partial_first_release_is_passed_over_for_a_whole_final_one(releases, 
 def test_a_mixed_folder_is_refused_and_passed_over(releases, isolated_dirs):
     mixed = releases.put(isolated_dirs / "mixed", "final")
     (mixed / (NAME + ".gz")).write_bytes(releases.gz("first", NAME))
-    with pytest.raises(data.DataError, match=r"mixed mixes files of two releases \(final release: train-images"
+    with pytest.raises(fm.DataError, match=r"mixed mixes files of two releases \(final release: train-images"
                                              r".*; first release: t10k-labels-idx1-ubyte\)"):
         data.load_dataset(mixed, download=False)
     releases.put(data.mxnet_dir(), "final")
@@ -198,7 +199,7 @@ def test_a_chosen_folder_is_strict(releases, isolated_dirs, monkeypatch, case, w
     if case != "missing":
         folder.mkdir()
     if case in ("incomplete", "corrupt", "mixed"):
-        releases.put(folder, "final", [n for n in data.NAMES if not (case == "incomplete" and "t10k-im" in n)])
+        releases.put(folder, "final", [n for n in fm.NAMES if not (case == "incomplete" and "t10k-im" in n)])
     if case == "corrupt":
         _damaged(folder)
     if case == "mixed":
@@ -206,20 +207,20 @@ def test_a_chosen_folder_is_strict(releases, isolated_dirs, monkeypatch, case, w
     if case == "other release":
         releases.put(folder, "first")
     if how == "env":
-        monkeypatch.setenv(data.ENV_VAR, str(folder))
-    with pytest.raises(data.DataError) as e:
+        monkeypatch.setenv(fm.ENV_VAR, str(folder))
+    with pytest.raises(fm.DataError) as e:
         data.load_dataset(folder if how == "root" else None, "final")
     message = str(e.value)
     assert "\n" not in message and str(folder) in message
-    assert ("root= / --data-dir" if how == "root" else data.ENV_VAR) in message
+    assert ("root= / --data-dir" if how == "root" else fm.ENV_VAR) in message
     for word in words:
         assert word in message
 
 
 def test_asking_for_a_release_that_is_not_there(releases, isolated_dirs, monkeypatch):
     releases.put(isolated_dirs / "debian", "final")
-    monkeypatch.setattr(data, "mirrors", lambda release: [])
-    with pytest.raises(data.DataError) as e:
+    monkeypatch.setattr(download, "mirrors", lambda release: [])
+    with pytest.raises(fm.DataError) as e:
         data.load_dataset(release="first")
     message = str(e.value)
     assert "\n" not in message and "no folder holds Fashion-MNIST's first release whole" in message
@@ -230,18 +231,18 @@ def test_asking_for_a_release_that_is_not_there(releases, isolated_dirs, monkeyp
 
 
 def test_missing_everywhere_says_where_and_how(releases, isolated_dirs):
-    with pytest.raises(data.DataError) as e:
+    with pytest.raises(fm.DataError) as e:
         data.load_dataset(download=False)
     message = str(e.value)
     assert "\n" not in message and str(isolated_dirs / "debian") in message
-    assert "apt-get install dataset-fashion-mnist" in message and data.ENV_VAR in message
+    assert "apt-get install dataset-fashion-mnist" in message and fm.ENV_VAR in message
 
 
 def test_a_replaced_file_is_verified_again(small_dataset):
     folder, _ = small_dataset
     data.load_dataset(folder)
     (folder / (NAME + ".gz")).write_bytes(gzip.compress(idx_bytes(np.arange(30) % 7)))
-    with pytest.raises(data.DataError, match="matches no release"):
+    with pytest.raises(fm.DataError, match="matches no release"):
         data.load_dataset(folder)
 
 
@@ -265,7 +266,7 @@ def http_server(tmp_path):
     server.server_close()
 
 
-def _serve(folder, releases, release, names=data.NAMES):
+def _serve(folder, releases, release, names=fm.NAMES):
     for name in names:
         (folder / (name + ".gz")).write_bytes(releases.gz(release, name))
 
@@ -278,7 +279,7 @@ def test_download_good_file(http_server, releases, tmp_path):
     url, folder = http_server
     _serve(folder, releases, "first", [NAME])
     dest = tmp_path / "dest"
-    path = data.fetch(NAME, dest, "first", urls=[url], backoff=0)
+    path = download.fetch(NAME, dest, "first", urls=[url], backoff=0)
     assert path == dest / (NAME + ".gz") and _leftovers(dest) == [NAME + ".gz"]
     assert path.read_bytes() == releases.gz("first", NAME)
 
@@ -287,8 +288,8 @@ def test_download_of_the_wrong_release_leaves_nothing(http_server, releases, tmp
     url, folder = http_server
     _serve(folder, releases, "first", [NAME])
     dest = tmp_path / "dest"
-    with pytest.raises(data.DataError, match="downloaded file is the first release's, not the final"):
-        data.fetch(NAME, dest, "final", urls=[url], retries=1)
+    with pytest.raises(fm.DataError, match="downloaded file is the first release's, not the final"):
+        download.fetch(NAME, dest, "final", urls=[url], retries=1)
     assert _leftovers(dest) == []
 
 
@@ -298,8 +299,8 @@ def test_download_corrupt_file_leaves_nothing(http_server, releases, tmp_path):
     raw[-12] ^= 0xFF  # one flipped byte inside the compressed data
     (folder / (NAME + ".gz")).write_bytes(bytes(raw))
     dest = tmp_path / "dest"
-    with pytest.raises(data.DataError, match=f"could not download the final release's {NAME}.*after 2 tries"):
-        data.fetch(NAME, dest, "final", urls=[url], retries=2, backoff=0)
+    with pytest.raises(fm.DataError, match=f"could not download the final release's {NAME}.*after 2 tries"):
+        download.fetch(NAME, dest, "final", urls=[url], retries=2, backoff=0)
     assert _leftovers(dest) == []
 
 
@@ -307,14 +308,14 @@ def test_download_from_dead_server(tmp_path):
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(data.DataError, match=f"could not download the final release's {NAME}.*refused"):
-        data.fetch(NAME, tmp_path / "dest", urls=[f"http://127.0.0.1:{port}/"], retries=2, backoff=0)
+    with pytest.raises(fm.DataError, match=f"could not download the final release's {NAME}.*refused"):
+        download.fetch(NAME, tmp_path / "dest", urls=[f"http://127.0.0.1:{port}/"], retries=2, backoff=0)
     assert _leftovers(tmp_path / "dest") == []
 
 
 def test_each_release_comes_from_its_own_mirror():
-    assert data.mirrors("first")[0].endswith("/gluon/dataset/fashion-mnist/")  # Gluon's: the first release
-    assert "gluon" not in data.mirrors("final")[0]
+    assert download.mirrors("first")[0].endswith("/gluon/dataset/fashion-mnist/")  # Gluon's: the first release
+    assert "gluon" not in download.mirrors("final")[0]
 
 
 def test_a_first_release_download_completes_mxnets_folder(http_server, releases, isolated_dirs):
@@ -326,9 +327,9 @@ def test_a_first_release_download_completes_mxnets_folder(http_server, releases,
     _damaged(data.mxnet_dir())
     (folder / "train-labels-idx1-ubyte.gz").unlink()  # the copy already there must be kept, not fetched
     dataset = data.load_dataset(release="first", urls=[url])
-    assert dataset.source == data.Source("first", str(data.mxnet_dir()))
+    assert dataset.source == fm.Source("first", str(data.mxnet_dir()))
     np.testing.assert_array_equal(dataset.arrays[3], releases.arrays["first"][NAME])
-    assert _leftovers(data.mxnet_dir()) == sorted(n + ".gz" for n in data.NAMES)
+    assert _leftovers(data.mxnet_dir()) == sorted(n + ".gz" for n in fm.NAMES)
 
 
 def test_a_final_release_download_leaves_mxnets_folder_alone(http_server, releases, isolated_dirs):
@@ -337,7 +338,7 @@ def test_a_final_release_download_leaves_mxnets_folder_alone(http_server, releas
     releases.put(data.mxnet_dir(), "first", [NAME])
     before = (data.mxnet_dir() / (NAME + ".gz")).read_bytes()
     dataset = data.load_dataset(urls=[url])
-    assert dataset.source == data.Source("final", str(data.download_dir("final")))
+    assert dataset.source == fm.Source("final", str(data.download_dir("final")))
     assert (data.mxnet_dir() / (NAME + ".gz")).read_bytes() == before
 
 
@@ -371,6 +372,11 @@ def test_iterators_behave_like_the_books(small_dataset):
     np.testing.assert_array_equal(test_labels, arrays["t10k-labels-idx1-ubyte"])
 
 
+def test_numpy_numbers_are_numbers(small_dataset):
+    train_iter, _ = data.load_data_fashion_mnist(np.int64(16), resize=np.int32(32), root=small_dataset[0])
+    assert train_iter.batch_size == 16 and type(train_iter.batch_size) is int
+
+
 def test_resize(small_dataset):
     train_iter, _ = data.load_data_fashion_mnist(16, resize=32, root=small_dataset[0])
     X, _ = next(iter(train_iter))
@@ -380,8 +386,8 @@ def test_resize(small_dataset):
 @pytest.mark.parametrize("kwargs, message", [
     ({"batch_size": 0}, "batch_size must be a whole number >= 1, got 0"),
     ({"batch_size": 2.5}, "batch_size must be a whole number"),
-    ({"batch_size": 8, "resize": -1}, "resize must be None or"),
-    ({"batch_size": 8, "loader": "fast"}, "loader must be 'memory' or 'gluon', got 'fast'"),
+    ({"batch_size": 8, "resize": -1}, "resize must be a whole number >= 1, got -1"),
+    ({"batch_size": 8, "loader": "fast"}, "loader must be one of 'memory', 'gluon', got 'fast'"),
 ])
 def test_bad_loader_arguments(small_dataset, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -393,11 +399,11 @@ def test_every_history_names_its_data(releases, isolated_dirs, tmp_path, loader)
     final, first = releases.put(isolated_dirs / "final", "final"), releases.put(isolated_dirs / "first", "first")
     # The chapter's own calls: its iterators carry the release, and train_ch3 labels the history with it.
     _, history = run.train_gluon(num_epochs=1, batch_size=32, root=final, loader=loader, log=None)
-    assert history.source == data.Source("final", str(final)) and repr(history).endswith(", final release)")
+    assert history.source == fm.Source("final", str(final)) and repr(history).endswith(", final release)")
     _, history = run.train_scratch(num_epochs=1, batch_size=32, root=first, data_release="first", loader=loader,
                                    log=None)
-    assert history.source == data.Source("first", str(first))
+    assert history.source == fm.Source("first", str(first))
     save_history(history, tmp_path)
     assert json.loads((tmp_path / "history.json").read_text())[0]["data_release"] == "first"
-    with pytest.raises(data.DataError, match="holds the first release"):
+    with pytest.raises(fm.DataError, match="holds the first release"):
         run.train_gluon(num_epochs=1, batch_size=32, root=first, loader=loader, log=None)

@@ -1,15 +1,51 @@
-"""An exercise's Markdown table and PNG plot, from its summaries (headless: matplotlib's Agg, no pyplot)."""
+"""An exercise's summaries over seeds, its Markdown table and its PNG plot (headless: Agg, no pyplot)."""
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .data import RELEASES
-from .persist import atomic_write, write_text
+from ..fashion_mnist import RELEASES
+from ..persist import atomic_write, write_text
+from .plan import Plan
+from .sweep import key
+
+LOSS_SPIKE = 1.1  # an epoch whose training loss is 10% above the previous one's: the run was set back
+
+
+def _mean_std(values: list) -> tuple:
+    if not values:
+        return (math.nan, math.nan)
+    # Sample standard deviation: the seed-to-seed spread; undefined for one seed.
+    return (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else math.nan)
+
+
+def summarize(records: list) -> dict:
+    """Mean and std over seeds of final and best test acc, final train acc and the gap; divergences, spikes."""
+    finished = [r for r in records if r["diverged"] is None and r["history"]]
+    started = [r for r in records if r["history"]]
+    test = [[e["test_acc"] for e in r["history"]] for r in started]
+    return {
+        "runs": len(records),
+        "finished": len(finished),
+        "diverged": [dict(r["diverged"], seed=r["config"]["seed"]) for r in records if r["diverged"]],
+        "final_test_acc": _mean_std([r["history"][-1]["test_acc"] for r in finished]),
+        "best_test_acc": _mean_std([max(t) for t in test]),
+        "best_epoch": _mean_std([int(np.argmax(t)) + 1 for t in test]),
+        "final_train_acc": _mean_std([r["history"][-1]["train_acc"] for r in finished]),
+        "final_train_acc_eval": _mean_std([r["final_train_acc_eval"] for r in finished]),
+        "gap": _mean_std([r["final_train_acc_eval"] - r["history"][-1]["test_acc"] for r in finished]),
+        "final_loss": _mean_std([r["history"][-1]["loss"] for r in finished]),
+        "spiked": sum(any(b["loss"] > LOSS_SPIKE * a["loss"] for a, b in zip(r["history"], r["history"][1:]))
+                      for r in records),
+        "seconds": float(sum(r["seconds"] for r in records)),
+    }
+
 
 COLUMNS = ("configuration", "test acc, final", "test acc, best (epoch)", "train acc, while training (book)",
            "train acc, predict mode", "gap (train − test)", "loss spiked", "diverged")
@@ -30,22 +66,21 @@ def _divergences(s: dict) -> str:
     return f"{len(s['diverged'])}/{s['runs']} ({where})"
 
 
-def describe(settings: dict) -> str:
+def describe(plan: Plan) -> str:
     """One line saying what was run."""
-    seeds = settings["seeds"]
-    if settings["train_size"]:
-        subset = f"first {settings['train_size']} training and {settings['test_size']} test images"
+    base, seeds = plan.base, plan.seeds
+    if base.train_size:
+        subset = f"first {base.train_size} training and {base.test_size} test images"
     else:
         subset = "all 60000 training and 10000 test images"
-    return (f"{settings['model']} model, {settings['epochs']} epochs, lr {settings['lr']}, batch size "
-            f"{settings['batch_size']}, {subset}; mean ± sample std over {len(seeds)} seeds "
-            f"({', '.join(map(str, seeds))})")
+    return (f"{base.model} model, {base.num_epochs} epochs, lr {base.lr}, batch size {base.batch_size}, "
+            f"{subset}; mean ± sample std over {len(seeds)} seeds ({', '.join(map(str, seeds))})")
 
 
-def table(summary: dict, settings: dict) -> str:
+def table(summary: dict, plan: Plan) -> str:
     """The Markdown table of an exercise, one row per configuration."""
-    release = f"Fashion-MNIST {settings['data_release']} release ({RELEASES[settings['data_release']]})"
-    lines = [f"*{describe(settings)}; {release}; accuracies in %.*", "", "| " + " | ".join(COLUMNS) + " |",
+    release = f"Fashion-MNIST {plan.base.data_release} release ({RELEASES[plan.base.data_release]})"
+    lines = [f"*{describe(plan)}; {release}; accuracies in %.*", "", "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 2) + ["---"]) + "|"]
     for label, s in summary.items():
         best_epoch = s["best_epoch"][0]
@@ -82,16 +117,15 @@ def _band(ax, records: list, field: str, color, label: str, style: str = "-") ->
             ax.plot(last["epoch"], _value(last, field), "x", color=color, markersize=9, mew=2)
 
 
-def plot(result, path: Path) -> None:
+def plot(plan: Plan, runs: dict, summary: dict, path: Path) -> None:
     """Curves over epochs with a band over seeds, and the final numbers with error bars (std over seeds)."""
-    colors = [f"C{i}" for i in range(len(result.runs))]
+    colors = [f"C{i}" for i in range(len(runs))]
     fig = Figure(figsize=(13, 4.8), constrained_layout=True)
     FigureCanvasAgg(fig)
-    title = describe(result.settings)
-    if result.name == "epochs":
+    if plan.name == "epochs":
         fig.set_size_inches(17, 4.8)
         ax_loss, ax_acc, ax_gap = fig.subplots(1, 3)
-        for color, (label, records) in zip(colors, result.runs.items()):
+        for color, (label, records) in zip(colors, runs.items()):
             _band(ax_loss, records, "loss", color, label)
             _band(ax_acc, records, "test_acc", color, f"{label}: test")
             _band(ax_acc, records, "train_acc", color, f"{label}: train, while training", "--")
@@ -109,15 +143,15 @@ def plot(result, path: Path) -> None:
             ax.legend(fontsize=8)
     else:
         ax_curve, ax_final = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
-        for color, (label, records) in zip(colors, result.runs.items()):
+        for color, (label, records) in zip(colors, runs.items()):
             _band(ax_curve, records, "test_acc", color, label)
         ax_curve.set(xlabel="epoch", ylabel="test accuracy (band: ± std over seeds)")
         ax_curve.grid(alpha=0.3)
         ax_curve.legend(fontsize=8)
-        labels = list(result.summary)
+        labels = list(summary)
         y = np.arange(len(labels))[::-1]
         for i, (color, label) in enumerate(zip(colors, labels)):
-            s = result.summary[label]
+            s = summary[label]
             for (mean, std), marker in ((s["final_test_acc"], "o"), (s["final_train_acc_eval"], "s")):
                 ax_final.errorbar(mean, y[i], xerr=0 if math.isnan(std) else std, fmt=marker, color=color,
                                   mfc=color if marker == "o" else "white", capsize=4)
@@ -126,16 +160,33 @@ def plot(result, path: Path) -> None:
         # The key goes in the axis label: a legend box would hide points near the top of the range.
         ax_final.set(xlabel="final accuracy: ● test, □ train (predict mode); bars: ± std")
         ax_final.grid(alpha=0.3)
-    fig.suptitle(f"{result.name}: {title}", fontsize=9)
+    fig.suptitle(f"{plan.name}: {describe(plan)}", fontsize=9)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
 
 
-def write_report(result) -> None:
-    """Write `<name>.md` and `<name>.png` next to each other; fill in `result.table` and `result.plots`."""
-    folder = Path(result.table_path).parent
+@dataclasses.dataclass(frozen=True)
+class ExerciseResult:
+    """What an exercise produced: the plan, per-arm runs and summaries, the Markdown table and the files."""
+    plan: Plan
+    runs: dict              # label -> [record per seed]
+    summary: dict           # label -> summarize(...)
+    table: str
+    table_path: Path
+    plots: tuple
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+
+def report(plan: Plan, records: dict, out_dir: os.PathLike | str) -> ExerciseResult:
+    """Summarise an exercise's runs (`{key: record}`), write `<name>.md` and `<name>.png` in `out_dir`."""
+    runs = {label: [records[key(dataclasses.replace(c, seed=s))] for s in plan.seeds] for label, c in plan.arms}
+    summary = {label: summarize(rs) for label, rs in runs.items()}
+    folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    result.table = table(result.summary, result.settings)
-    write_text(result.table_path, f"## {result.name}\n\n{result.table}")
-    png = folder / f"{result.name}.png"
-    plot(result, png)
-    result.plots = [png]
+    text = table(summary, plan)
+    table_path = write_text(folder / f"{plan.name}.md", f"## {plan.name}\n\n{text}")
+    png = folder / f"{plan.name}.png"
+    plot(plan, runs, summary, png)
+    return ExerciseResult(plan, runs, summary, text, table_path, (png,))

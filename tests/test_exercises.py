@@ -1,4 +1,4 @@
-"""The exercises' machinery: quick mode end to end, resume, divergence as an outcome, weight decay."""
+"""The exercises package: quick mode end to end, resume, divergence as an outcome, weight decay, plans."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from dropout_gluon import cli, data, experiments, run
-from dropout_gluon.exercise_report import pct, table
+from dropout_gluon import cli, data, exercises, run
+from dropout_gluon.config import RunConfig
+from dropout_gluon.exercises.report import pct, table
+from dropout_gluon.exercises.sweep import SweepProgress, key
 from dropout_gluon.trainer import train_ch3
 
 pytestmark = pytest.mark.realdata
@@ -34,30 +36,30 @@ def strip_seconds(records: list) -> list:
     return [dict(r, seconds=None, history=[dict(e, seconds=None) for e in r["history"]]) for r in records]
 
 
-@pytest.mark.parametrize("name", experiments.EXERCISES)
+@pytest.mark.parametrize("name", exercises.EXERCISES)
 def test_quick_exercise_writes_table_and_plot(name, real_dataset, shared_cache, tmp_path):
-    result = experiments.run_exercise(name, quick=True, epochs=2, out_dir=tmp_path, cache_dir=shared_cache,
-                                      progress=False, dataset=real_dataset)
-    settings, arms, _ = experiments.plan(name, quick=True, epochs=2)
-    labels = [label for label, _ in arms]
+    result = exercises.run_exercise(name, quick=True, epochs=2, out_dir=tmp_path, cache_dir=shared_cache,
+                                    progress=False, dataset=real_dataset)
+    plan = exercises.plan(name, quick=True, epochs=2)
+    labels = [label for label, _ in plan.arms]
     assert list(result.summary) == labels == list(result.runs)
-    assert result.settings == settings and settings["seeds"] == list(experiments.QUICK["seeds"])
+    assert result.plan == plan and plan.seeds == exercises.QUICK["seeds"]
     for label in labels:
         s = result.summary[label]
-        assert s["runs"] == len(settings["seeds"]) and s["finished"] + len(s["diverged"]) == s["runs"]
+        assert s["runs"] == len(plan.seeds) and s["finished"] + len(s["diverged"]) == s["runs"]
         for field in ("final_test_acc", "best_test_acc", "final_train_acc", "final_train_acc_eval", "gap"):
             mean, std = s[field]
             assert -1 <= mean <= 1 and std >= 0, (label, field, s[field])
         assert all(len(r["history"]) == 2 for r in result.runs[label])
-        assert [r["config"]["seed"] for r in result.runs[label]] == settings["seeds"]
-        assert all(r["config"]["train_size"] == experiments.QUICK["train_size"] for r in result.runs[label])
+        assert [r["config"]["seed"] for r in result.runs[label]] == list(plan.seeds)
+        assert all(r["config"]["train_size"] == exercises.QUICK["train_size"] for r in result.runs[label])
         assert all(r["data"] == {"release": "final", "folder": real_dataset.source.folder}
                    for r in result.runs[label])
         assert f"| {label} | {pct(s['final_test_acc'])} |" in result.table
     assert "; Fashion-MNIST final release (2017-08-31); accuracies in %" in result.table
     assert result.table_path == tmp_path / f"{name}.md"
     assert result.table in result.table_path.read_text()
-    assert result.plots == [tmp_path / f"{name}.png"]
+    assert result.plots == (tmp_path / f"{name}.png",)
     assert result.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -71,77 +73,73 @@ def test_an_interrupted_sweep_resumes_without_recomputing(real_dataset, tmp_path
         raise Interrupt
 
     with pytest.raises(Interrupt):
-        experiments.run_exercise("swap", cache_dir=tmp_path / "cache", after_run=stop, **kwargs)
+        exercises.run_exercise("swap", cache_dir=tmp_path / "cache", after_run=stop, **kwargs)
     stored = list((tmp_path / "cache").iterdir())
     assert len(stored) == 1 and stored[0].suffix == ".json"  # the finished run, and no temp file
     first = json.loads(stored[0].read_text())
 
     computed = []
-    resumed = experiments.run_exercise("swap", cache_dir=tmp_path / "cache", after_run=computed.append, **kwargs)
+    resumed = exercises.run_exercise("swap", cache_dir=tmp_path / "cache", after_run=computed.append, **kwargs)
     assert len(computed) == 2 and first["key"] not in [r["key"] for r in computed]
     assert resumed.runs["0.2, 0.5 (chapter)"][0] == first  # reused as stored, not retrained
 
     again = []
-    rerun = experiments.run_exercise("swap", cache_dir=tmp_path / "cache", after_run=again.append, **kwargs)
+    rerun = exercises.run_exercise("swap", cache_dir=tmp_path / "cache", after_run=again.append, **kwargs)
     assert again == [] and rerun.summary == resumed.summary and rerun.table == resumed.table
 
     # The same sweep uninterrupted, in a fresh cache, gives the same numbers: resuming changed nothing.
-    fresh = experiments.run_exercise("swap", cache_dir=tmp_path / "fresh", **kwargs)
+    fresh = exercises.run_exercise("swap", cache_dir=tmp_path / "fresh", **kwargs)
     for label in fresh.runs:
         assert strip_seconds(fresh.runs[label]) == strip_seconds(resumed.runs[label])
 
 
 def test_divergence_is_an_outcome_and_the_sweep_goes_on(real_dataset, tmp_path):
-    base = experiments.RunConfig(drop_prob1=0.0, drop_prob2=0.0, num_epochs=2, train_size=2000, test_size=500)
+    base = RunConfig("gluon", drop_prob1=0.0, drop_prob2=0.0, num_epochs=2, train_size=2000, test_size=500)
     huge = dataclasses.replace(base, lr=1e4)
     scratch = dataclasses.replace(base, model="scratch", lr=100.0)
-    records = experiments.sweep([huge, scratch, base], cache_dir=tmp_path, dataset=real_dataset, progress=False)
+    records = exercises.sweep([huge, scratch, base], cache_dir=tmp_path, dataset=real_dataset, progress=False)
     for config in (huge, scratch):
-        record = records[config.key()]
+        record = records[key(config)]
         assert record["diverged"]["kind"] in ("non-finite", "exploding", "collapsed")
         assert record["diverged"]["epoch"] == 1 and record["final_train_acc_eval"] is None
         assert isinstance(record["history"], list)  # the epochs before it are kept (none here)
-    assert records[base.key()]["diverged"] is None and len(records[base.key()]["history"]) == 2
+    assert records[key(base)]["diverged"] is None and len(records[key(base)]["history"]) == 2
 
-    summary = experiments.summarize([records[huge.key()]])
+    summary = exercises.summarize([records[key(huge)]])
     assert summary["finished"] == 0 and len(summary["diverged"]) == 1
     assert np.isnan(summary["final_test_acc"][0])
-    settings = experiments.plan("swap", quick=True)[0]
-    assert "| diverging | — |" in table({"diverging": summary}, settings)
-    assert "1/1 (seed 0: non-finite in epoch 1)" in table({"diverging": summary}, settings)
+    plan = exercises.plan("swap", quick=True)
+    assert "| diverging | — |" in table({"diverging": summary}, plan)
+    assert f"1/1 (seed 0: {records[key(huge)]['diverged']['kind']} in epoch 1)" in table({"diverging": summary}, plan)
     # Stored like any other run: a rerun does not train it again.
     again = []
-    experiments.sweep([huge], cache_dir=tmp_path, dataset=real_dataset, progress=False, after_run=again.append)
+    exercises.sweep([huge], cache_dir=tmp_path, dataset=real_dataset, progress=False, after_run=again.append)
     assert again == []
 
 
 def test_the_release_is_part_of_a_run(real_dataset, tmp_path):
-    final = experiments.RunConfig(num_epochs=1, train_size=512, test_size=256)
+    final = RunConfig(num_epochs=1, train_size=512, test_size=256)
     first = dataclasses.replace(final, data_release="first")
-    assert first.key() != final.key()  # the two releases are different data: never one cache entry
+    assert key(first) != key(final)  # the two releases are different data: never one cache entry
     with pytest.raises(ValueError, match="the dataset passed in is the final release, but the configurations "
                                          "ask for the first release"):
-        experiments.sweep([first], cache_dir=tmp_path, dataset=real_dataset, progress=False)
-    assert not tmp_path.joinpath(f"{first.key()}.json").exists()
+        exercises.sweep([first], cache_dir=tmp_path, dataset=real_dataset, progress=False)
+    assert not tmp_path.joinpath(f"{key(first)}.json").exists()
     with pytest.raises(ValueError, match="data_release must be one of"):
-        experiments.RunConfig(data_release="2017")
+        RunConfig(data_release="2017")
 
 
-def train_weights(config: experiments.RunConfig, arrays) -> list:
+def train_weights(config: RunConfig, arrays) -> list:
     """The trained weight matrices W1, W2, W3 (as numpy, shaped (in, out)) of one run."""
-    run.set_seed(config.seed)
-    net, params, trainer, loss = experiments.build(config)
-    train_iter, test_iter, _ = subset_iters(arrays)
-    train_ch3(net, train_iter, test_iter, loss, config.num_epochs, config.batch_size, params,
-              None if trainer else config.lr, trainer, log=None)
+    net, _ = run.train(config, subset_iters(arrays)[:2], log=None)
     if config.model == "scratch":
-        return [w.asnumpy() for w in params[0::2]]
+        return [w.asnumpy() for w in net.params[0::2]]
     return [p.data().asnumpy().T for p in net.collect_params(".*weight").values()]
 
 
 @pytest.mark.parametrize("model", ["gluon", "scratch"])
 def test_weight_decay_shrinks_the_trained_weights(model, real_data):
-    config = experiments.RunConfig(model=model, num_epochs=2, seed=3)
+    config = RunConfig(model=model, num_epochs=2, seed=3)
     plain = train_weights(config, real_data)
     decayed = train_weights(dataclasses.replace(config, wd=0.05), real_data)
     norm = [sum(float((w ** 2).sum()) for w in ws) for ws in (plain, decayed)]
@@ -150,19 +148,16 @@ def test_weight_decay_shrinks_the_trained_weights(model, real_data):
 
 def test_scratch_l2_term_equals_gluon_weight_decay(real_data):
     # Same initial weights, no dropout, no shuffling: Gluon's wd and the book's L2 term take the same steps.
-    nets = {}
-    for model in ("gluon", "scratch"):
-        config = experiments.RunConfig(model=model, drop_prob1=0.0, drop_prob2=0.0, wd=0.01, seed=0)
-        nets[model] = experiments.build(config)
-    gluon_net, scratch_params = nets["gluon"][0], nets["scratch"][1]
+    models = {m: run.build(RunConfig(m, drop_prob1=0.0, drop_prob2=0.0, wd=0.01)) for m in ("gluon", "scratch")}
+    gluon_net, scratch_params = models["gluon"].net, models["scratch"].net.params
     train_iter, test_iter, _ = subset_iters(real_data, n=1024, shuffle=False)
     with autograd.predict_mode():
         gluon_net(next(iter(train_iter))[0])  # finish Gluon's deferred initialisation
     for i, param in enumerate(gluon_net.collect_params().values()):
         value = param.data()
         scratch_params[i][:] = value.T if value.ndim == 2 else value
-    for net, params, trainer, loss in nets.values():
-        train_ch3(net, train_iter, test_iter, loss, 2, 256, params, None if trainer else 0.5, trainer, log=None)
+    for model in models.values():
+        train_ch3(model.net, train_iter, test_iter, model.loss, 2, 256, trainer=model.trainer, log=None)
     trained = [p.data().asnumpy() for p in gluon_net.collect_params().values()]
     for mine, theirs in zip(scratch_params, trained):
         np.testing.assert_allclose(mine.asnumpy(), theirs.T if theirs.ndim == 2 else theirs, atol=2e-6)
@@ -171,32 +166,32 @@ def test_scratch_l2_term_equals_gluon_weight_decay(real_data):
 def test_a_run_matches_train_gluon(real_data):
     # The chapter's configuration through the sweep trains exactly what run.train_gluon trains.
     iters = subset_iters(real_data)
-    config = experiments.RunConfig(num_epochs=2, seed=5)
-    record = experiments.train_run(config, iters)
+    record = exercises.train_run(RunConfig("gluon", num_epochs=2, seed=5), iters)
     _, history = run.train_gluon(2, seed=5, data_iters=iters[:2], log=None)
     assert [(e["loss"], e["train_acc"], e["test_acc"]) for e in record["history"]] == \
         [(e.loss, e.train_acc, e.test_acc) for e in history]
 
 
 def test_config_key_and_bad_input():
-    a, b = experiments.RunConfig(wd=0), experiments.RunConfig(wd=0.0)
-    assert a.key() == b.key() and a.key() != experiments.RunConfig(seed=1).key()
-    for bad in (dict(model="torch"), dict(wd=-1.0), dict(wd=float("nan")), dict(drop_prob1=1.0),
-                dict(num_hiddens=0), dict(train_size=0), dict(lr=0), dict(seed=-1)):
+    a, b = RunConfig(wd=0), RunConfig(wd=0.0)
+    assert key(a) == key(b) and key(a) != key(RunConfig(seed=1))
+    assert key(a) == key(dataclasses.replace(a, data_dir="/elsewhere"))  # the same verified data
+    for bad in (dict(model="torch"), dict(wd=-1.0), dict(wd=float("nan")), dict(model="gluon", drop_prob1=1.0),
+                dict(num_hiddens1=0), dict(train_size=0), dict(lr=0), dict(seed=-1), dict(ctx="tpu")):
         with pytest.raises(ValueError):
-            experiments.RunConfig(**bad)
+            RunConfig(**bad)
     with pytest.raises(ValueError, match="unknown exercise"):
-        experiments.plan("dropconnect")
+        exercises.plan("dropconnect")
     for seeds in (0, [], [0.5], "ab"):
         with pytest.raises(ValueError, match="seeds"):
-            experiments.plan("swap", seeds=seeds)
-    assert experiments.plan("swap", seeds=4)[0]["seeds"] == [0, 1, 2, 3]
-    assert experiments.plan("epochs")[0]["epochs"] == experiments.DEFAULT_EPOCHS["epochs"]
+            exercises.plan("swap", seeds=seeds)
+    assert exercises.plan("swap", seeds=4).seeds == (0, 1, 2, 3)
+    assert exercises.plan("epochs").base.num_epochs == exercises.DEFAULT_EPOCHS["epochs"]
 
 
 def test_progress_shows_runs_done_and_eta():
     out = io.StringIO()
-    bar = experiments.Progress(total=4, done=1, work=3.0, stream=out)
+    bar = SweepProgress(total=4, done=1, work=3.0, stream=out)
     bar.update("run a", 1.0)
     bar.update("run b", 1.0)
     lines = out.getvalue().splitlines()
@@ -222,11 +217,11 @@ def test_summarize_over_seeds():
         return dict(config=dict(seed=seed), history=history, diverged=diverged,
                     final_train_acc_eval=None if diverged else tests[-1] + 0.02, seconds=2.0)
 
-    s = experiments.summarize([record(0, [1.0, 0.5], [0.80, 0.84]), record(1, [1.0, 0.6], [0.82, 0.86]),
+    s = exercises.summarize([record(0, [1.0, 0.5], [0.80, 0.84]), record(1, [1.0, 0.6], [0.82, 0.86]),
                                record(2, [1.0, 1.2], [0.85, 0.70], dict(kind="collapsed", epoch=2, loss=1.2))])
     assert s["runs"] == 3 and s["finished"] == 2 and s["spiked"] == 1
     assert s["final_test_acc"] == pytest.approx((0.85, np.std([0.84, 0.86], ddof=1)))
     assert s["best_test_acc"][0] == pytest.approx((0.84 + 0.86 + 0.85) / 3)
     assert s["best_epoch"][0] == pytest.approx(5 / 3) and s["gap"][0] == pytest.approx(0.02)
     assert s["diverged"] == [dict(kind="collapsed", epoch=2, loss=1.2, seed=2)]
-    assert np.isnan(experiments.summarize([record(0, [1.0], [0.8])])["final_test_acc"][1])  # one seed: no spread
+    assert np.isnan(exercises.summarize([record(0, [1.0], [0.8])])["final_test_acc"][1])  # one seed: no spread
