@@ -1,24 +1,30 @@
 # The two commands: `make run` (the chapter's main job) and `make test`. Both set everything up first.
-.PHONY: setup run test lint notebook lab bench exercises
+.PHONY: setup setup-test setup-notebook run test lint notebook lab bench exercises
 
-setup:
+setup:  # what training needs: no Jupyter, no pandas
 	@bash scripts/setup.sh
+
+setup-test:  # also pytest, ruff and the notebook's packages (the tests run the notebook)
+	@bash scripts/setup.sh test
+
+setup-notebook:
+	@bash scripts/setup.sh notebook
 
 run: setup
 	.venv/bin/python -m dropout_gluon train
 
-test: setup
+test: setup-test
 	.venv/bin/python -m pytest
 
-lint: setup
+lint: setup-test
 	.venv/bin/ruff check dropout_gluon tests benchmarks notebooks scripts
 
 # Rerun notebooks/dropout.ipynb in full and save it with its outputs (written only if every cell succeeds).
-notebook: setup
+notebook: setup-notebook
 	.venv/bin/python scripts/execute_notebook.py notebooks/dropout.ipynb
 
 # Open the notebook in JupyterLab; its kernel is .venv's Python.
-lab: setup
+lab: setup-notebook
 	.venv/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/dropout.ipynb
 
 # Seconds per epoch side by side (book's DataLoader, default path, PyTorch, GEMM floor), peak memory and a

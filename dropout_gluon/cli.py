@@ -3,29 +3,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 import os
 import sys
 from pathlib import Path
 
-from . import data, exercises, run
+from . import data, exercises, persist, run
 from .config import RunConfig
 from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, RELEASES, DataError
-from .persist import (
-    CONFIG,
-    CURVES,
-    PARAMS,
-    PREDICTIONS,
-    RUN_FILES,
-    ModelFileError,
-    load_config,
-    load_model,
-    save_config,
-    save_history,
-    save_model,
-    write_text,
-)
+from .persist import CONFIG, CURVES, PARAMS, PREDICTIONS, ModelFileError
 from .plots import plot_history, show_predictions
 from .trainer import History, TrainingDiverged, evaluate_accuracy
 
@@ -43,10 +28,6 @@ TITLES = {"scratch": "from scratch", "gluon": "Gluon"}
 TRAIN_OPTIONS = {"epochs": "num_epochs", "lr": "lr", "batch_size": "batch_size", "drop_prob1": "drop_prob1",
                  "drop_prob2": "drop_prob2", "seed": "seed", "data_dir": "data_dir", "data_release": "data_release",
                  "loader": "loader", "ctx": "ctx"}
-
-
-class UsageError(Exception):
-    """Bad input from the command line: reported in one line, exit status 2."""
 
 
 class Stopped(Exception):
@@ -125,7 +106,7 @@ def add_data_arguments(parser, release: str | None = DEFAULT_RELEASE) -> None:
 
 def run_configs(args) -> list:
     """The runs 'train' asks for, one per model, each validated: bad input fails before any work."""
-    base = load_config(args.config) if args.config else RunConfig()
+    base = persist.load_config(args.config) if args.config else RunConfig()
     given = {field: getattr(args, option) for option, field in TRAIN_OPTIONS.items()
              if getattr(args, option) is not None}
     model = args.model or ("both" if args.config is None else base.model)
@@ -137,36 +118,13 @@ def run_configs(args) -> list:
 
 
 def get_ctx(name: str):
-    """The MXNet context `name` names, or a UsageError saying why a GPU cannot be used."""
+    """The MXNet context `name` names, or a ValueError saying why a GPU cannot be used."""
     import mxnet as mx
 
     if name.startswith("gpu") and mx.context.num_gpus() == 0:
-        raise UsageError("--ctx gpu: this MXNet sees no GPU (a CPU-only build, or no CUDA device); "
+        raise ValueError("--ctx gpu: this MXNet sees no GPU (a CPU-only build, or no CUDA device); "
                          "install a CUDA build of MXNet 1.9.1 (e.g. mxnet-cu112) or use --ctx cpu")
     return RunConfig(ctx=name).context()
-
-
-def make_out_dir(out: str | None) -> Path:
-    """Create the output folder (default: a new one under runs/) and check that it can be written."""
-    try:
-        if out is None:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            Path("runs").mkdir(exist_ok=True)
-            for k in range(1, 1000):  # mkdir without exist_ok claims the name: two runs never share one
-                path = Path("runs") / (stamp if k == 1 else f"{stamp}-{k}")
-                try:
-                    path.mkdir()
-                    break
-                except FileExistsError:
-                    continue
-        else:
-            path = Path(out)
-            path.mkdir(parents=True, exist_ok=True)
-        write_text(path / ".write-test", "")
-        (path / ".write-test").unlink()
-    except OSError as e:
-        raise UsageError(f"cannot write to --out {out or 'runs/'}: {e.strerror}; choose another folder") from None
-    return path
 
 
 class BatchProgress:
@@ -199,15 +157,15 @@ def cmd_train(args) -> None:
     dataset = data.load_dataset(first.data_dir, first.data_release)
     train_iter, test_iter = data.data_iters(dataset, first.batch_size, first.loader, first.train_size,
                                             first.test_size)
-    out = make_out_dir(args.out)
+    out = persist.new_run_folder(args.out)
     print(f"# data: {dataset.source}", flush=True)
     histories = {}
     for config in configs:
         title, folder = TITLES[config.model], out / config.model
         folder.mkdir(exist_ok=True)
-        for stale in RUN_FILES:
+        for stale in persist.RUN_FILES:
             (folder / stale).unlink(missing_ok=True)  # a rerun into the same --out must not mix two runs
-        save_config(config, dataset.source, folder)
+        persist.save_config(config, dataset.source, folder)
         print(f"# {title}: epochs {config.num_epochs}, lr {config.lr}, batch size {config.batch_size}, drop_prob1 "
               f"{config.drop_prob1}, drop_prob2 {config.drop_prob2}, seed {config.seed}", flush=True)
         iters = ((BatchProgress(train_iter, f"{title} train"), test_iter) if sys.stderr.isatty()
@@ -215,14 +173,14 @@ def cmd_train(args) -> None:
         history = History(source=dataset.source)  # on disk after each epoch: a stopped run keeps them
         try:
             net, _ = run.train(config, iters, history=history, log=_print_flush,
-                               on_epoch=lambda _, history=history, folder=folder: save_history(history, folder))
+                               on_epoch=lambda _, history=history, folder=folder: persist.save_history(history, folder))
         except TrainingDiverged as e:
-            save_history(history, folder)  # also when no epoch finished: an empty table, not nothing
+            persist.save_history(history, folder)  # also when no epoch finished: an empty table, not nothing
             raise Stopped(f"{e}; the history of the epochs before is in {folder}", 3) from None
         except KeyboardInterrupt:
-            save_history(history, folder)
+            persist.save_history(history, folder)
             raise Stopped(f"interrupted; the finished epochs' history is in {folder}", 130) from None
-        save_model(net, folder / PARAMS)
+        persist.save_model(net, folder / PARAMS)
         plot_history({title: history}, folder / CURVES)
         histories[title] = history
         print(f"# {title}: {sum(history.column('seconds')):.1f} s; history, {CURVES}, {PARAMS} and {CONFIG} in "
@@ -237,15 +195,15 @@ def _print_flush(line: str) -> None:
 
 def cmd_predict(args) -> None:
     if not 1 <= args.n <= 100:
-        raise UsageError(f"--n must be between 1 and 100, got {args.n}")
+        raise ValueError(f"--n must be between 1 and 100, got {args.n}")
     ctx = get_ctx(args.ctx)
     params = Path(args.params)
     out = Path(args.out) if args.out else params.parent / PREDICTIONS
     if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise UsageError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
+        raise ValueError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
                          f"writable; give a .png file path")
-    net, kind = load_model(params, ctx)
-    trained_on = trained_release(params)
+    net, kind = persist.load_model(params, ctx)
+    trained_on = persist.trained_release(params)
     release = args.data_release or trained_on or DEFAULT_RELEASE
     _, _, test_images, test_labels = data.load_dataset(args.data_dir, release).arrays
     if trained_on is None:
@@ -264,15 +222,6 @@ def cmd_predict(args) -> None:
     preds = net(X).argmax(axis=1).asnumpy().astype(int)
     path = show_predictions(X.asnumpy()[:, 0], y.asnumpy().astype(int), preds, out)
     print(f"predictions for {args.n} test images: {path}")
-
-
-def trained_release(params: Path) -> str | None:
-    """The data release in the config.json that 'train' wrote beside `params`, or None if there is none."""
-    try:
-        release = json.loads((params.parent / CONFIG).read_text()).get("data_release")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return release if release in RELEASES else None
 
 
 def cmd_data(args) -> None:
@@ -308,7 +257,7 @@ def main(argv=None) -> int:
     commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": cmd_exercise}
     try:
         commands[args.command](args)
-    except (ValueError, UsageError, DataError, ModelFileError) as e:
+    except (ValueError, DataError, ModelFileError) as e:
         print(f"dropout-gluon: error: {e}", file=sys.stderr)
         return 2
     except Stopped as e:

@@ -28,12 +28,12 @@ def settings(environ, cpus: int, machine: str) -> dict:
     # MXNet runs operators on one worker thread. With two, independent operators overlap: the next batch's
     # dropout draws and gather next to this batch's backward pass, an update next to the gradients still
     # being computed; and Gluon's SGD then updates each parameter as soon as its gradient is ready
-    # (aggregation size 1) instead of in groups of 4 after the whole backward pass. MXNet's defaults take
-    # 1.07-1.10x (scratch) and 1.03-1.08x (Gluon) as long on 2 cores (README, Performance). The floats are the same
-    # (tested): each operator still runs alone on its OpenMP threads, and the engine keeps every
-    # read-after-write order. Safe only while each operator gets one OpenMP thread, as MXNet 1.9 gives on
-    # x86 with at most 3 processors: with two threads per operator, two workers calling the bundled
-    # OpenBLAS 0.3.13 (an OpenMP build) at once deadlock (measured: hung in exec_blas).
+    # (aggregation size 1) instead of in groups of 4 after the whole backward pass: faster on 2 cores
+    # (docs/performance.md). The floats are the same (tested): each operator still runs alone on its
+    # OpenMP threads, and the engine keeps every read-after-write order. Safe only while each operator
+    # gets one OpenMP thread, as MXNet 1.9 gives on x86 with at most 3 processors: with two threads per
+    # operator, two workers calling the bundled OpenBLAS 0.3.13 (an OpenMP build) at once deadlock (a gdb
+    # stack hung in exec_blas).
     if any(name in environ for name in USER_CHOICES) or threads_per_operator(cpus, machine) > 1:
         return {}
     return {"MXNET_CPU_WORKER_NTHREADS": "2", "MXNET_OPTIMIZER_AGGREGATION_SIZE": "1"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import os
@@ -13,7 +14,7 @@ import mxnet as mx
 from mxnet import nd
 
 from .config import RunConfig
-from .fashion_mnist import Source
+from .fashion_mnist import RELEASES, Source
 from .gluon_net import get_net
 from .scratch import ScratchNet, num_inputs, num_outputs
 from .trainer import Epoch, History
@@ -49,6 +50,29 @@ def atomic_write(path: os.PathLike | str, write: Callable[[str], None]) -> Path:
 def write_text(path: os.PathLike | str, text: str) -> Path:
     """Write `text` to `path` atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def new_run_folder(out: str | None) -> Path:
+    """Create a run's output folder (default: a new one under runs/); a ValueError if it cannot be written."""
+    try:
+        if out is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            Path("runs").mkdir(exist_ok=True)
+            for k in range(1, 1000):  # mkdir without exist_ok claims the name: two runs never share one
+                path = Path("runs") / (stamp if k == 1 else f"{stamp}-{k}")
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+        else:
+            path = Path(out)
+            path.mkdir(parents=True, exist_ok=True)
+        write_text(path / ".write-test", "")
+        (path / ".write-test").unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to --out {out or 'runs/'}: {e.strerror}; choose another folder") from None
+    return path
 
 
 def save_history(history: History, folder: Path) -> None:
@@ -130,3 +154,12 @@ def load_model(path: os.PathLike | str, ctx=None):
     except (AssertionError, mx.base.MXNetError, ValueError) as e:
         raise ModelFileError(f"{path} does not load into the Gluon model: {str(e).splitlines()[0]}") from None
     return net, kind
+
+
+def trained_release(params: os.PathLike | str) -> str | None:
+    """The data release in the config.json that 'train' wrote beside `params`, or None if there is none."""
+    try:
+        release = json.loads((Path(params).parent / CONFIG).read_text()).get("data_release")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return release if release in RELEASES else None

@@ -1,4 +1,9 @@
-"""On the real Fashion-MNIST: the chapter's results, the chapter's own code through `gb`, and seeding."""
+"""The chapter on the real Fashion-MNIST (final release):
+
+- both models with the chapter's defaults print the book's five lines and reach the book's band (>= 0.84);
+- the chapter's own code cells run unchanged through `import dropout_gluon as gb`;
+- the same seed gives the same history.
+"""
 from __future__ import annotations
 
 import os

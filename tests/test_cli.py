@@ -1,4 +1,16 @@
-"""The command line, run as a subprocess: bad input, saved models, divergence and Ctrl-C."""
+"""The command line, run as a subprocess, as a user would:
+
+- every bad training input: one line, exit status 2, nothing written; missing data; a bad chosen data
+  folder (missing, incomplete, corrupt, mixed releases) for every command; the first release asked for
+  where only the final is there;
+- the first release's test labels left beside Debian's copy: the final release is used whole (the defect
+  of files verified one by one);
+- `make run` itself: its history equals tests/golden/make_run.json to the last digit; every file written,
+  naming the data release and folder; `--config` trains a saved run again;
+- saved models predict their own test accuracy, and say so when tested on another release; foreign or
+  broken parameter files; divergence (status 3) and Ctrl-C (status 130) keep the finished epochs;
+  the batch progress bar; output into a closed pipe.
+"""
 from __future__ import annotations
 
 import json

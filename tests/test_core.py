@@ -1,4 +1,13 @@
-"""dropout's semantics and statistics, predict mode, scratch vs Gluon equivalence, and the trainer."""
+"""The chapter's building blocks against their definitions:
+
+- `dropout`: values zero or scaled by 1/(1-p), the kept fraction within binomial bounds, the mean kept
+  (within its standard error), zero gradients exactly where dropped, p = 0 and p = 1, bad p;
+- predict mode: deterministic, no dropout; the scratch net and the Gluon net compute the same function
+  and take the same first training steps from the same weights;
+- the trainer's numbers against a direct evaluation; divergence; seeding; another context for
+  everything; the fused update against the book's `sgd` floats; numpy numbers; bad hyperparameters fail
+  before any work.
+"""
 from __future__ import annotations
 
 import math

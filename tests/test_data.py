@@ -1,4 +1,13 @@
-"""The IDX reader, which release a file is, one release per data set, the search order and the download path."""
+"""The data layer, on small files the tests write (two synthetic releases) and the real first-release labels:
+
+- the IDX reader (gzip and raw, truncated, wrong magic, short header);
+- which release a file is: by payload SHA-256 (re-gzipped copies) or the published .gz hashes;
+- a data set is four files of one release from one folder: complete, partial, mixed, corrupt and
+  other-release folders, chosen (strict, one-line errors) or found by the default search, in its order;
+- downloads: each release from its own mirror, into its own folder, only what is missing; a corrupt file,
+  the wrong release or a dead server leave nothing (an HTTP server on 127.0.0.1);
+- the iterators against the book's `ToTensor`; every history names the release it came from.
+"""
 from __future__ import annotations
 
 import functools

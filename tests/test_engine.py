@@ -1,4 +1,10 @@
-"""MXNet engine settings the package applies: when a second worker thread is added, and that it changes no number."""
+"""MXNet's engine settings the package applies as it loads MXNet:
+
+- a second worker only where each operator runs on one OpenMP thread, never over a user's own choice;
+- MXNet really gets the second worker, and child processes do not inherit it;
+- nothing is applied when MXNet was imported first;
+- training with them gives MXNet's defaults' floats, both models, real data.
+"""
 from __future__ import annotations
 
 import json

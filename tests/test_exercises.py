@@ -1,4 +1,13 @@
-"""The exercises package: quick mode end to end, resume, divergence as an outcome, weight decay, plans."""
+"""The exercises package, on the real data (subsets):
+
+- each exercise's quick mode end to end: the table's rows and numbers, the plot, every run's record
+  naming its configuration and data release;
+- a sweep interrupted mid-way resumes without retraining, and gives what an uninterrupted one gives;
+- divergence is recorded as an outcome and the sweep goes on; the release is part of a run's key;
+- weight decay shrinks the weights of both models, and the scratch model's L2 term takes the very steps
+  of Gluon's `wd`; a sweep's run is exactly `train_gluon`'s;
+- plans, keys and bad input; the progress line; summaries over seeds; the command line.
+"""
 from __future__ import annotations
 
 import dataclasses

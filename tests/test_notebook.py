@@ -1,4 +1,8 @@
-"""The notebook runs top to bottom, headless, in fast mode, on the real data and this project's interpreter."""
+"""The notebook:
+
+- it runs top to bottom, headless, in fast mode, on the real data and this project's interpreter;
+- the committed copy holds a full run and shows the package's current code.
+"""
 from __future__ import annotations
 
 import importlib.util
