@@ -89,6 +89,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     exercise.add_argument("--model", choices=["gluon", "scratch"], default="gluon")
     exercise.add_argument("--out", default="docs/exercises", help="folder for the tables and plots")
     exercise.add_argument("--cache", default="runs/exercises", help="folder of finished runs (reused on a rerun)")
+    exercise.add_argument("--jobs", type=int, default=None, help="worker processes on this machine (default: "
+                                                                 "one per core; 1: this process)")
+    exercise.add_argument("--scheduler", default=None, help="train on the Dask cluster of this scheduler, e.g. "
+                                                            "tcp://10.0.0.5:8786 (the extra 'cluster')")
     add_data_arguments(exercise)
     exercise.add_argument("--no-progress", dest="progress", action="store_false")
     return parser.parse_args(argv)
@@ -127,30 +131,6 @@ def get_ctx(name: str):
     return RunConfig(ctx=name).context()
 
 
-class BatchProgress:
-    """A tqdm bar over the batches of each pass through `data_iter` (only when stderr is a terminal)."""
-
-    def __init__(self, data_iter, desc: str):
-        self.data_iter, self.desc = data_iter, desc
-        self.source = getattr(data_iter, "source", None)
-
-    def __len__(self) -> int:
-        return len(self.data_iter)
-
-    def __iter__(self):
-        from mxnet import nd
-        from tqdm import tqdm
-
-        with tqdm(total=len(self.data_iter), desc=self.desc, unit="batch", leave=False) as bar:
-            for i, batch in enumerate(self.data_iter):
-                yield batch
-                # MXNet computes asynchronously: without an occasional wait the bar would fill at once,
-                # then sit still while the queued work runs.
-                if i % 10 == 9:
-                    nd.waitall()
-                bar.update(1)
-
-
 def cmd_train(args) -> None:
     configs = run_configs(args)
     first = configs[0]  # the models share the data (what RunConfig says of it is the same for both)
@@ -168,7 +148,7 @@ def cmd_train(args) -> None:
         persist.save_config(config, dataset.source, folder)
         print(f"# {title}: epochs {config.num_epochs}, lr {config.lr}, batch size {config.batch_size}, drop_prob1 "
               f"{config.drop_prob1}, drop_prob2 {config.drop_prob2}, seed {config.seed}", flush=True)
-        iters = ((BatchProgress(train_iter, f"{title} train"), test_iter) if sys.stderr.isatty()
+        iters = ((data.BatchProgress(train_iter, f"{title} train"), test_iter) if sys.stderr.isatty()
                  else (train_iter, test_iter))
         history = History(source=dataset.source)  # on disk after each epoch: a stopped run keeps them
         try:
@@ -213,11 +193,11 @@ def cmd_predict(args) -> None:
         print(f"dropout-gluon: note: the model was trained on the {trained_on} release and is tested on the "
               f"{release} release; the two split the images differently (some test images of one are training "
               f"images of the other), so this is not a test accuracy", file=sys.stderr)
-    test_iter = run.ToContext(data.DataIter(test_images, test_labels, 256, shuffle=False), ctx)
+    test_iter = data.ToContext(data.DataIter(test_images, test_labels, 256, shuffle=False), ctx)
     acc = evaluate_accuracy(test_iter, net)
     n_test = len(test_labels)
     print(f"{kind} model {params}: test acc {acc:.4f} ({round(acc * n_test)}/{n_test}), {release} release")
-    X, y = next(iter(run.ToContext(data.DataIter(test_images[:args.n], test_labels[:args.n], args.n,
+    X, y = next(iter(data.ToContext(data.DataIter(test_images[:args.n], test_labels[:args.n], args.n,
                                                  shuffle=False), ctx)))
     preds = net(X).argmax(axis=1).asnumpy().astype(int)
     path = show_predictions(X.asnumpy()[:, 0], y.asnumpy().astype(int), preds, out)
@@ -243,7 +223,8 @@ def cmd_exercise(args) -> None:
     try:
         results = exercises.run_all(names, quick=args.quick, seeds=args.seeds, epochs=args.epochs, model=args.model,
                                     data_release=args.data_release, data_dir=args.data_dir, out_dir=args.out,
-                                    cache_dir=args.cache, progress=args.progress)
+                                    cache_dir=args.cache, jobs=args.jobs, scheduler=args.scheduler,
+                                    progress=args.progress)
     except KeyboardInterrupt:
         raise Stopped(f"interrupted; the finished runs are kept in {args.cache}, and the same command resumes "
                       f"from there", 130) from None
@@ -257,7 +238,7 @@ def main(argv=None) -> int:
     commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": cmd_exercise}
     try:
         commands[args.command](args)
-    except (ValueError, DataError, ModelFileError) as e:
+    except (ValueError, DataError, ModelFileError, exercises.SweepFailed) as e:
         print(f"dropout-gluon: error: {e}", file=sys.stderr)
         return 2
     except Stopped as e:

@@ -1,4 +1,7 @@
-"""The book's `load_data_fashion_mnist`: find a verified release (`load_dataset`), batch it as Gluon would."""
+"""The book's `load_data_fashion_mnist`: find a verified release (`load_dataset`), batch it as Gluon would.
+
+And wrappers of a data iterator: its batches on another device, a progress bar over them.
+"""
 from __future__ import annotations
 
 import os
@@ -194,3 +197,44 @@ def _book_loader(images, labels, batch_size, shuffle, resize, source):
                               num_workers=num_workers)
     loader.source = source
     return loader
+
+
+# ------------------------------------------------------------------------------- wrappers of an iterator
+
+class ToContext:
+    """Wraps a data iterator so that its batches arrive on `ctx` (a GPU), wherever the data lives."""
+
+    def __init__(self, data_iter, ctx):
+        self.data_iter, self.ctx = data_iter, ctx
+        self.source = getattr(data_iter, "source", None)
+
+    def __len__(self) -> int:
+        return len(self.data_iter)
+
+    def __iter__(self):
+        for X, y in self.data_iter:
+            yield X.as_in_context(self.ctx), y.as_in_context(self.ctx)
+
+
+class BatchProgress:
+    """A tqdm bar over the batches of each pass through `data_iter` (only when stderr is a terminal)."""
+
+    def __init__(self, data_iter, desc: str):
+        self.data_iter, self.desc = data_iter, desc
+        self.source = getattr(data_iter, "source", None)
+
+    def __len__(self) -> int:
+        return len(self.data_iter)
+
+    def __iter__(self):
+        from mxnet import nd
+        from tqdm import tqdm
+
+        with tqdm(total=len(self.data_iter), desc=self.desc, unit="batch", leave=False) as bar:
+            for i, batch in enumerate(self.data_iter):
+                yield batch
+                # MXNet computes asynchronously: without an occasional wait the bar would fill at once,
+                # then sit still while the queued work runs.
+                if i % 10 == 9:
+                    nd.waitall()
+                bar.update(1)

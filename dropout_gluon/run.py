@@ -11,8 +11,8 @@ from mxnet.gluon import loss as gloss
 
 from . import config as defaults
 from .config import RunConfig
+from .data import ToContext, load_dataset
 from .data import data_iters as make_iters
-from .data import load_dataset
 from .fashion_mnist import DEFAULT_RELEASE
 from .gluon_net import get_net
 from .scratch import ScratchNet, init_params
@@ -24,21 +24,6 @@ def set_seed(seed: int) -> None:
     mx.random.seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-
-
-class ToContext:
-    """Wraps a data iterator so that its batches arrive on `ctx` (a GPU), wherever the data lives."""
-
-    def __init__(self, data_iter, ctx):
-        self.data_iter, self.ctx = data_iter, ctx
-        self.source = getattr(data_iter, "source", None)
-
-    def __len__(self) -> int:
-        return len(self.data_iter)
-
-    def __iter__(self):
-        for X, y in self.data_iter:
-            yield X.as_in_context(self.ctx), y.as_in_context(self.ctx)
 
 
 def l2_penalty(weights: list):

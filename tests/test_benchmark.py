@@ -9,7 +9,9 @@
   what `train_ch3` trains: the same test accuracy from the same seed;
 - the report of the committed run prints the goal ratios from the medians;
 - docs/performance.md's report block is exactly what `--report RUN --markdown` writes from the run it
-  names, so the page cannot drift from the code or the run; a page without a block is refused.
+  names, so the page cannot drift from the code or the run; a page without a block is refused;
+- the exercise sweep's benchmark (`benchmarks/sweep.py`): its projection schedules longest first, and
+  docs/performance.md and docs/exercises.md show its saved measurement as it prints it.
 """
 from __future__ import annotations
 
@@ -99,3 +101,23 @@ def test_a_page_without_a_report_block_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # nothing to name as the tables' source
         epoch.main(["--quick", "--markdown", str(page)])
     assert e.value.code == 2
+
+
+def test_the_sweep_projection_schedules_longest_first():
+    from benchmarks.sweep import makespan
+
+    runs = [5.0, 4.0, 3.0, 3.0, 3.0]
+    assert makespan(runs, 1) == sum(runs) and makespan(runs, 64) == max(runs)
+    # Longest first on 2 workers: 5 | 4, then 3 -> 7, 3 -> 8, 3 -> 10 (the best split, 9, is not its aim)
+    assert makespan(runs, 2) == 10.0
+
+
+def test_the_docs_show_the_saved_sweep_measurement():
+    # The sweep's measured wall times and projection, as `python -m benchmarks.sweep --report` prints them.
+    from benchmarks.sweep import report as sweep_report
+
+    saved = json.loads((ROOT / "benchmarks" / "results" / "2026-11-28-sweep-epyc-2-cores.json").read_text())
+    assert saved["same_numbers"]  # --jobs 1 and --jobs 2 trained the same runs to the same numbers
+    text = sweep_report(saved)
+    for page in (PAGE, ROOT / "docs" / "exercises.md"):
+        assert text in page.read_text(), page

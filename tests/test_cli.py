@@ -25,8 +25,7 @@ import numpy as np
 import pytest
 from mxnet import nd
 
-from dropout_gluon.cli import BatchProgress
-from dropout_gluon.data import DataIter
+from dropout_gluon.data import BatchProgress, DataIter
 from dropout_gluon.fashion_mnist import ENV_VAR
 
 # Runs the CLI with the system's data folders pointed elsewhere, so "no data" can be tested on a machine

@@ -10,25 +10,28 @@ from typing import Callable
 
 from ..fashion_mnist import DEFAULT_RELEASE, Dataset
 from .plan import DEFAULT_EPOCHS, DEFAULT_SEEDS, EXERCISES, QUICK, Plan, plan
+from .pool import train_run
 from .report import ExerciseResult, report, summarize
-from .sweep import RunCache, key, sweep, train_run
+from .sweep import RunCache, SweepFailed, key, sweep
 
-__all__ = ["DEFAULT_EPOCHS", "DEFAULT_SEEDS", "EXERCISES", "QUICK", "ExerciseResult", "Plan", "RunCache", "key",
-           "plan", "report", "run_all", "run_exercise", "summarize", "sweep", "train_run"]
+__all__ = ["DEFAULT_EPOCHS", "DEFAULT_SEEDS", "EXERCISES", "QUICK", "ExerciseResult", "Plan", "RunCache",
+           "SweepFailed", "key", "plan", "report", "run_all", "run_exercise", "summarize", "sweep", "train_run"]
 
 
 def run_all(names=EXERCISES, *, quick: bool = False, seeds=None, epochs: int | None = None, model: str = "gluon",
             data_release: str = DEFAULT_RELEASE, data_dir=None, out_dir: os.PathLike | str = "docs/exercises",
             cache_dir: os.PathLike | str = "runs/exercises", dataset: Dataset | None = None,
-            progress: bool = True, after_run: Callable[[dict], None] | None = None) -> dict:
+            jobs: int | None = None, scheduler: str | None = None, progress: bool = True,
+            after_run: Callable[[dict], None] | None = None) -> dict:
     """Train (or reuse) the runs of the exercises `names` as one sweep, then write each one's table and plot.
 
-    Runs that two exercises share are trained once; returns `{name: ExerciseResult}`.
+    Runs that two exercises share are trained once. `jobs` worker processes train them (None: one per
+    core), or the Dask scheduler at `scheduler` (`sweep`). Returns `{name: ExerciseResult}`.
     """
     plans = [plan(name, quick=quick, seeds=seeds, epochs=epochs, model=model, data_release=data_release,
                   data_dir=data_dir) for name in names]
-    records = sweep([c for p in plans for c in p.configs()], cache_dir=cache_dir, dataset=dataset,
-                    progress=progress, after_run=after_run)
+    records = sweep([c for p in plans for c in p.configs()], cache_dir=cache_dir, dataset=dataset, jobs=jobs,
+                    scheduler=scheduler, progress=progress, after_run=after_run)
     return {p.name: report(p, records, out_dir) for p in plans}
 
 

@@ -1,10 +1,12 @@
 """A resumable sweep: train each configuration not yet in the cache, and store its record at once.
 
-Each run is stored as JSON under the cache folder as soon as it finishes, named by a digest of its
-configuration and seed, so an interrupted sweep resumes where it stopped and a rerun only redraws.
+Each run is stored as JSON under the cache folder as soon as it comes back, named by a digest of its
+configuration and seed, so an interrupted sweep resumes where it stopped and a rerun only redraws. The
+runs are trained in this process, by worker processes on every core, or on a Dask cluster (`pool`).
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
 import os
@@ -13,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..config import RunConfig
-from ..data import DataIter, data_iters, load_dataset
+from ..config import RunConfig, whole
+from ..data import load_dataset
+from ..engine import usable_cpus
 from ..fashion_mnist import Dataset
 from ..persist import write_text
-from ..run import train
 from ..scratch import num_inputs, num_outputs
-from ..trainer import History, TrainingDiverged, evaluate_accuracy
+from . import pool
 
 CACHE_VERSION = 1  # part of every run's key: bump it when a change to training makes stored runs stale
 
@@ -53,28 +55,6 @@ class RunCache:
     def put(self, config: RunConfig, record: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_text(self.path(config), json.dumps(record, indent=1) + "\n")
-
-
-def train_run(config: RunConfig, iters: tuple) -> dict:
-    """Train one configuration; return its record: config, data, per-epoch history, divergence, timings.
-
-    Divergence ends the run early and is recorded, never raised; the epochs before it are kept. `iters`
-    is `(train_iter, test_iter, train_eval_iter)`, the last unshuffled, for the final train accuracy in
-    predict mode (the book's train acc is measured with dropout on).
-    """
-    train_iter, test_iter, train_eval_iter = iters
-    start = time.perf_counter()
-    history, diverged = History(), None
-    try:
-        net, _ = train(config, (train_iter, test_iter), history=history, log=None)
-    except TrainingDiverged as e:
-        net, diverged = None, {"kind": e.kind, "epoch": e.epoch, "loss": e.loss}
-    source = history.source
-    return {"key": key(config), "config": config.to_dict(),
-            "data": {"release": source.release, "folder": source.folder} if source else None,
-            "history": [e._asdict() for e in history], "diverged": diverged,
-            "final_train_acc_eval": None if net is None else evaluate_accuracy(train_eval_iter, net),
-            "seconds": time.perf_counter() - start}
 
 
 def _work(config: RunConfig) -> float:
@@ -120,38 +100,101 @@ class SweepProgress:
             self.stream.write("\n")
         self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """A line of its own (a failed run), above the bar."""
+        self.stream.write(f"\r{text:<150}\n" if self.tty else text + "\n")
+        self.stream.flush()
+
+
+class SweepFailed(Exception):
+    """Runs of a sweep failed (the data missing on a worker, a worker lost twice...); the others are stored."""
+
 
 def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/exercises",
-          dataset: Dataset | None = None, progress: bool = True,
-          after_run: Callable[[dict], None] | None = None) -> dict:
+          dataset: Dataset | None = None, jobs: int | None = None, scheduler: str | None = None,
+          progress: bool = True, after_run: Callable[[dict], None] | None = None) -> dict:
     """Run every configuration not already in the cache; return `{key: record}` for all of them.
 
-    The data is `dataset` if given (it must be the configurations' release), else the configurations'
-    release and folder. `after_run(record)` is called after each run this call computed and stored.
+    Runs go to `jobs` worker processes on this machine (None: one per core; 1: this process), or to the
+    Dask scheduler at `scheduler`; each record is stored as soon as it comes back, and `after_run(record)`
+    is called. The data is `dataset` if given (it must be the configurations' release), else the
+    configured release and folder; on Dask, each worker's own. A run whose worker dies is retried once;
+    runs that fail are reported, the others kept, and `SweepFailed` raised at the end.
     """
+    jobs = usable_cpus() if jobs is None else whole(jobs, "jobs")
     cache = RunCache(cache_dir)
     configs = list({key(c): c for c in configs}.values())  # a configuration shared by two arms runs once
     records = {key(c): cache.get(c) for c in configs}
-    todo = [c for c in configs if records[key(c)] is None]
+    # Longest first: on several workers the sweep then ends soonest (and the results do not depend on it).
+    todo = sorted((c for c in configs if records[key(c)] is None), key=_work, reverse=True)
     bar = SweepProgress(len(configs), len(configs) - len(todo), sum(map(_work, todo)),
                         enabled=progress and bool(todo))
-    datasets, iters = {}, {}
-    for config in todo:
-        where = (config.data_release, config.data_dir)
-        if where not in datasets:
-            datasets[where] = _dataset(dataset, config)
-        subset = (*where, config.train_size, config.test_size, config.batch_size, config.loader)
-        if subset not in iters:
-            ds, n, b = datasets[where], config.train_size, config.batch_size
-            iters[subset] = (*data_iters(ds, b, config.loader, n, config.test_size),
-                             DataIter(ds.arrays[0][:n], ds.arrays[1][:n], b, shuffle=False, source=ds.source))
-        record = train_run(config, iters[subset])
-        cache.put(config, record)
-        records[key(config)] = record
-        bar.update(label(config), _work(config))
-        if after_run is not None:
-            after_run(record)
+    if not todo:
+        return records
+    # The folder each release is read from (checked here, before any worker starts); on Dask, each worker's own.
+    folders = {} if scheduler else {(c.data_release, c.data_dir): _dataset(dataset, c).source.folder for c in todo}
+    client, executor, capacity = _executor(jobs, scheduler, len(todo))
+    running, failures, attempts = {}, [], {}
+    try:
+        while todo or running:
+            while todo and len(running) < capacity:
+                config = todo.pop(0)
+                attempts[key(config)] = attempts.get(key(config), 0) + 1
+                folder = folders.get((config.data_release, config.data_dir), config.data_dir)
+                running[executor.submit(pool.work, config.to_dict(), folder)] = config
+            done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                config = running.pop(future)
+                try:
+                    record = {"key": key(config), **future.result()}
+                except Exception as e:  # noqa: BLE001 - a run's failure is reported; the sweep goes on
+                    lost = isinstance(e, pool.WorkerLost) or type(e).__name__ == "KilledWorker"
+                    again = lost and attempts[key(config)] < 2
+                    bar.note(f"{label(config)}: {_one_line(e)}" + ("; trying it once more" if again else ""))
+                    if again:
+                        todo.insert(0, config)
+                    else:
+                        failures.append((config, e))
+                    continue
+                cache.put(config, record)
+                records[key(config)] = record
+                bar.update(label(config), _work(config))
+                if after_run is not None:
+                    after_run(record)
+    except BaseException:
+        _stop(client, executor, kill=True)  # Ctrl-C: every worker stops now; finished runs are stored
+        raise
+    finally:
+        pool.iterators.cache_clear()  # this process's copies of the data, if it trained
+    _stop(client, executor)
+    if failures:
+        config, error = failures[0]
+        raise SweepFailed(f"{len(failures)} of {len(configs)} runs failed, e.g. {label(config)}: {_one_line(error)}; "
+                          f"the other runs are stored in {cache_dir}, and the same command retries the failed ones")
     return records
+
+
+def _executor(jobs: int, scheduler: str | None, todo: int) -> tuple:
+    # `(client, executor, how many runs to have in flight)`.
+    if scheduler is not None:
+        client, executor = pool.dask_executor(scheduler)
+        return client, executor, todo  # Dask queues them and balances its workers
+    if jobs == 1:
+        return None, pool.InlineExecutor(), 1
+    return None, pool.LocalPool(min(jobs, todo)), min(jobs, todo)
+
+
+def _stop(client, executor, kill: bool = False) -> None:
+    if isinstance(executor, pool.LocalPool):
+        executor.shutdown(kill=kill)
+    elif client is not None:  # closing the client releases its futures: the scheduler drops their tasks
+        executor.shutdown(wait=False)
+        client.close()
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 def _dataset(given: Dataset | None, config: RunConfig) -> Dataset:
