@@ -61,8 +61,7 @@ def status(root=None, release: str = DEFAULT_RELEASE) -> list:
     """`[(folder, problem)]` for each folder a run would look at, in order; `problem` is None where it is usable."""
     check_release(release)
     chosen = chosen_dir(root)
-    return [(folder, problem(folder, scan(folder), release))
-            for folder in ([chosen[0]] if chosen else default_dirs())]
+    return [(folder, _open(folder, release)[1]) for folder in ([chosen[0]] if chosen else default_dirs())]
 
 
 def load_dataset(root=None, release: str = DEFAULT_RELEASE, *, download: bool = True,
@@ -77,27 +76,24 @@ def load_dataset(root=None, release: str = DEFAULT_RELEASE, *, download: bool = 
     chosen = chosen_dir(root)
     if chosen:
         folder, who = chosen
-        found = scan(folder)
-        why = problem(folder, found, release)
+        dataset, why = _open(folder, release)
         if why:
             other = f"unset {ENV_VAR}" if who == ENV_VAR else "leave out root= / --data-dir"
             raise DataError(f"the data folder ({who}): {why[0]}; {why[1]} (or {other} to search the usual folders)")
-        return _dataset(folder, found, release)
+        return dataset
     passed = []
     for folder in default_dirs():
-        found = scan(folder)
-        why = problem(folder, found, release)
-        if why is None:
-            return _dataset(folder, found, release)
+        dataset, why = _open(folder, release)
+        if dataset:
+            return dataset
         passed.append(why[0])
     if download:
         folder = download_dir(release)
         try:
             fetch_release(release, folder, urls=urls)
-            found = scan(folder)
-            why = problem(folder, found, release)
-            if why is None:
-                return _dataset(folder, found, release)
+            dataset, why = _open(folder, release)
+            if dataset:
+                return dataset
             passed.append(why[0])
         except DataError as e:
             passed.append(str(e))
@@ -105,8 +101,13 @@ def load_dataset(root=None, release: str = DEFAULT_RELEASE, *, download: bool = 
                     f"{FIX[release]}")
 
 
-def _dataset(folder: Path, found: dict, release: str) -> Dataset:
-    return Dataset(Source(release, str(folder)), tuple(found[name].array for name in NAMES))
+def _open(folder: Path, release: str) -> tuple:
+    """`(dataset, None)` if `folder` holds `release` whole, else `(None, (what is wrong, what to do))`."""
+    found = scan(folder)
+    why = problem(folder, found, release)
+    if why:
+        return None, why
+    return Dataset(Source(release, str(folder)), tuple(found[name].array for name in NAMES)), None
 
 
 # ------------------------------------------------------------------------------------------ data iterators
