@@ -132,7 +132,8 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
     if not todo:
         return records
     # The folder each release is read from (checked here, before any worker starts); on Dask, each worker's own.
-    folders = {} if scheduler else {(c.data_release, c.data_dir): _dataset(dataset, c).source.folder for c in todo}
+    wheres = {} if scheduler else {(c.data_release, c.data_dir): c for c in todo}  # one configuration of each
+    folders = {where: _dataset(dataset, c).source.folder for where, c in wheres.items()}
     client, executor, capacity = _executor(jobs, scheduler, len(todo))
     running, failures, attempts = {}, [], {}
     try:
