@@ -49,15 +49,19 @@ def cell_prepare(out: str) -> dict:
     threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or engine.threads_per_operator(engine.usable_cpus(),
                                                                                         platform.machine())
     return {"mxnet": mx.__version__, "numpy": np.__version__, "gpus": mx.context.num_gpus(), "engine": settings,
+            "numerics": engine.summary(engine.describe()),
+            "flags": sorted(engine.cpuinfo()[1] & {"avx", "avx2", "fma", "avx512f"}),
             "threads_per_operator": threads, "data": str(dataset.source), "chapter": chapter()}
 
 
 def cell_mxnet(model: str, loader: str, epochs: int) -> dict:
-    """The package's own training (`run.train`, the default path): seconds of each epoch after a warm-up."""
-    from dropout_gluon import RunConfig, run
+    """The package's own training (`run.train`, the default path, in the numerics mode DROPOUT_GLUON_NUMERICS
+    asks for): seconds of each epoch after a warm-up, and how they were computed."""
+    from dropout_gluon import RunConfig, engine, run
 
     _, history = run.train(RunConfig(model, num_epochs=epochs + 1, loader=loader), log=None)
-    return {"seconds": history.column("seconds")[1:], "test_acc": history[-1].test_acc}
+    return {"seconds": history.column("seconds")[1:], "test_acc": history[-1].test_acc,
+            "numerics": engine.summary(engine.describe())}
 
 
 def cell_book(model: str, epochs: int) -> dict:

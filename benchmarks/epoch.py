@@ -98,8 +98,9 @@ def measure(args) -> dict | None:
     # 1. Peak memory of the main job, first, while nothing else of ours is running.
     results["rss"] = run_cell("rss", env, out=str(Path(tmp.name) / "run"))
 
-    # 2. Seconds per epoch, {scratch, Gluon} x {book, default}, and PyTorch, interleaved over rounds.
-    main_cells = [("default", "scratch"), ("default", "gluon"), ("torch", 1), ("torch", 2),
+    # 2. Seconds per epoch, {scratch, Gluon} x {book, default (portable), native}, and PyTorch, interleaved.
+    main_cells = [("default", "scratch"), ("default", "gluon"), ("native", "scratch"), ("native", "gluon"),
+                  ("torch", 1), ("torch", 2),
                   ("book", "scratch"), ("book", "gluon"), ("loader", "scratch"), ("loader", "gluon")]
     secs: dict = {key: [] for key in main_cells}
     for _ in range(rounds):
@@ -113,8 +114,10 @@ def measure(args) -> dict | None:
             elif loader == "book":
                 r = run_cell("book", env, model=model, epochs=epochs)
             else:
-                r = run_cell("mxnet", env, model=model, loader={"loader": "gluon", "default": "memory"}[loader],
-                             epochs=epochs)
+                r = run_cell("mxnet", dict(env, DROPOUT_GLUON_NUMERICS="native") if loader == "native" else env,
+                             model=model, loader="gluon" if loader == "loader" else "memory", epochs=epochs)
+                if loader == "native" and "numerics" in r:
+                    results["native"] = r["numerics"]
             if "error" in r:
                 secs[loader, model] = r["error"]
                 continue
@@ -139,9 +142,10 @@ def measure(args) -> dict | None:
             variables = dict(pair.split("=") for pair in setting.split())
             for model in ("scratch", "gluon"):
                 ratios, same = [], True
-                for _ in range(rounds):
-                    base = run_cell("mxnet", env, model=model, loader="memory", epochs=epochs)
-                    other = run_cell("mxnet", dict(env, **variables), model=model, loader="memory",
+                for _ in range(rounds):  # in native mode: portable would pin the threads these settings change
+                    native = dict(env, DROPOUT_GLUON_NUMERICS="native")
+                    base = run_cell("mxnet", native, model=model, loader="memory", epochs=epochs)
+                    other = run_cell("mxnet", dict(native, **variables), model=model, loader="memory",
                                      epochs=epochs)
                     if "error" not in base and "error" not in other:
                         ratios.append(statistics.median(other["seconds"]) / statistics.median(base["seconds"]))

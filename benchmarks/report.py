@@ -8,6 +8,8 @@ from . import cells
 from .reference import N_TEST, N_TRAIN, epoch_flops, layers
 
 GOALS = {"vs_torch": 1.0, "vs_book": 3.0, "vs_floor": 2.0, "rss_mb": 700, "test_acc": 0.84}
+# Issue 15's goal for the Python API's modes on an AVX2/FMA machine: the epoch against PyTorch's, per model.
+MODE_GOALS = {"scratch": 1.5, "gluon": 1.2}
 MODELS = ("scratch", "gluon")
 PHASES = [  # operator name -> phase of the training step; the first matching rule wins
     ("matrix products", ("dot", "_backward_dot", "FullyConnected", "_backward_FullyConnected")),
@@ -108,12 +110,20 @@ def tables(results: dict) -> str:
     engine = results["info"].get("engine") or {}
     in_effect = ", ".join(f"{k}={v}" for k, v in engine.items()) or "MXNet's defaults"
     say(f"MXNet engine settings in effect: {in_effect}")
+    if "numerics" in results["info"]:  # (runs saved before the two modes lack it)
+        say(f"processor features: {', '.join(results['info']['flags']) or 'none of avx, avx2, fma, avx512f'}")
+        say(f"numerics, default: {results['info']['numerics']}")
+        if results.get("native"):
+            say(f"numerics, native:  {results['native']}")
     say()
     say(f"Seconds per epoch ({N_TRAIN} training + {N_TEST} test images, batch {batch_size}; median of {epochs} "
         f"epochs after a warm-up, x {rounds} rounds)")
     say(f"{'':28s}{'scratch':>10s}{'Gluon':>10s}")
+    modes = "numerics" in results["info"]
     for loader, label in (("book", "book (DataLoader, loop)"), ("loader", "book DataLoader, train_ch3"),
-                          ("default", "default (memory)")):
+                          ("default", "default: portable" if modes else "default (memory)"), ("native", "native")):
+        if (loader, MODELS[0]) not in med:
+            continue
         row = [med[loader, m] for m in MODELS]
         say(f"{label:28s}{fmt(row[0]):>10s}{fmt(row[1]):>10s}")
     torch_s = med["torch", None]
@@ -141,6 +151,11 @@ def tables(results: dict) -> str:
         row = [ratios[goal, m] for m in MODELS]
         row = ["-" if r is None else f"{r:.2f} {'ok' if met(goal, r) else 'NO'}" for r in row]
         say(f"{label:40s}{row[0]:>10s}{row[1]:>10s}")
+    for loader in ("default", "native") if modes else ():
+        row = [ratio_or_none(med[loader, m], med["torch", None]) for m in MODELS]
+        row = ["-" if r is None else f"{r:.2f} {'ok' if r <= MODE_GOALS[m] else 'NO'}" for r, m in zip(row, MODELS)]
+        label = f"{'portable' if loader == 'default' else loader} / PyTorch"
+        say(f"{label:24s}<= {MODE_GOALS['scratch']}, {MODE_GOALS['gluon']}   {row[0]:>10s}{row[1]:>10s}")
     threads = results["info"].get("threads_per_operator")
     if floor1 is not None and torch_s is not None and threads == 1:
         # Each product needs the one before it (the test pass's, ~7% of the FLOPs, excepted: its batches

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import data, exercises, persist, run
+from . import data, engine, exercises, persist, run
 from .config import RunConfig
 from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, RELEASES, DataError
 from .persist import CONFIG, CURVES, PARAMS, PREDICTIONS, ModelFileError
@@ -27,7 +27,7 @@ TITLES = {"scratch": "from scratch", "gluon": "Gluon"}
 # train's options and the RunConfig fields they set (None: not given, the configuration's value stands)
 TRAIN_OPTIONS = {"epochs": "num_epochs", "lr": "lr", "batch_size": "batch_size", "drop_prob1": "drop_prob1",
                  "drop_prob2": "drop_prob2", "seed": "seed", "data_dir": "data_dir", "data_release": "data_release",
-                 "loader": "loader", "ctx": "ctx"}
+                 "loader": "loader", "ctx": "ctx", "numerics": "numerics"}
 
 
 class Stopped(Exception):
@@ -49,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = Parser(prog="dropout-gluon", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
                     description="The Dropout chapter of Dive into Deep Learning, runnable.")
     sub = parser.add_subparsers(dest="command", required=True)
-    defaults = RunConfig()
+    defaults = RunConfig.__new__(RunConfig)  # the fields' defaults, for the help (not validated: no MXNet mode needed)
+    defaults.__dict__.update({f.name: f.default for f in dataclasses.fields(RunConfig)})
 
     train = sub.add_parser("train", help="train the chapter's models, printing the book's lines",
                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,6 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--loader", choices=["memory", "gluon"], default=None,
                        help="'gluon' is the book's DataLoader pipeline (slower); default memory")
     train.add_argument("--ctx", choices=["cpu", "gpu"], default=None, help="default cpu")
+    add_numerics_argument(train)
 
     predict = sub.add_parser("predict", help="test accuracy and a picture of predictions of a saved model")
     predict.add_argument("--params", required=True, help="a model.params written by 'dropout-gluon train'")
@@ -94,6 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     exercise.add_argument("--scheduler", default=None, help="train on the Dask cluster of this scheduler, e.g. "
                                                             "tcp://10.0.0.5:8786 (the extra 'cluster')")
     add_data_arguments(exercise)
+    add_numerics_argument(exercise)
     exercise.add_argument("--no-progress", dest="progress", action="store_false")
     return parser.parse_args(argv)
 
@@ -106,6 +109,13 @@ def add_data_arguments(parser, release: str | None = DEFAULT_RELEASE) -> None:
                         help="'final' (2017-08-31, what Debian, torchvision and Keras ship) or 'first' (2017-08-26, "
                              "Gluon's mirror: what the book's published runs used); default "
                              + (release or "final (predict: the model's own)"))
+
+
+def add_numerics_argument(parser) -> None:
+    parser.add_argument("--numerics", choices=list(engine.MODES), default=None,
+                        help="'portable': the same digits on every x86-64 processor with AVX (the README's); "
+                             "'native': the fastest setting for this processor, its own digits (docs/performance.md)"
+                             f"; default {engine.MODE_VAR} or portable")
 
 
 def run_configs(args) -> list:
@@ -139,6 +149,7 @@ def cmd_train(args) -> None:
                                             first.test_size)
     out = persist.new_run_folder(args.out)
     print(f"# data: {dataset.source}", flush=True)
+    print(f"# numerics: {engine.summary(engine.describe())}", flush=True)
     histories = {}
     for config in configs:
         title, folder = TITLES[config.model], out / config.model
@@ -183,7 +194,7 @@ def cmd_predict(args) -> None:
         raise ValueError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
                          f"writable; give a .png file path")
     net, kind = persist.load_model(params, ctx)
-    trained_on = persist.trained_release(params)
+    trained_on, numerics = persist.trained_with(params)
     release = args.data_release or trained_on or DEFAULT_RELEASE
     _, _, test_images, test_labels = data.load_dataset(args.data_dir, release).arrays
     if trained_on is None:
@@ -193,6 +204,12 @@ def cmd_predict(args) -> None:
         print(f"dropout-gluon: note: the model was trained on the {trained_on} release and is tested on the "
               f"{release} release; the two split the images differently (some test images of one are training "
               f"images of the other), so this is not a test accuracy", file=sys.stderr)
+    here = engine.describe()
+    if numerics and {k: v for k, v in numerics.items() if k != "processor"} != {
+            k: v for k, v in here.items() if k != "processor"}:
+        print(f"dropout-gluon: note: the model was trained under other numerics ({engine.summary(numerics)}) than "
+              f"this process computes with ({engine.summary(here)}); its predictions may differ in the last "
+              f"digits", file=sys.stderr)
     test_iter = data.ToContext(data.DataIter(test_images, test_labels, 256, shuffle=False), ctx)
     acc = evaluate_accuracy(test_iter, net)
     n_test = len(test_labels)
@@ -233,10 +250,23 @@ def cmd_exercise(args) -> None:
         print(f"wrote {result.table_path} and {', '.join(map(str, result.plots))}\n", flush=True)
 
 
+def reexec_for(numerics: str | None, argv) -> None:
+    """Start this command again in a fresh process computing in `numerics`, if this one computes otherwise
+    (MXNet's numerics are chosen as it loads)."""
+    if numerics is None or numerics == engine.MODE or engine.PROBLEM:
+        return  # (engine.PROBLEM: RunConfig reports why the mode asked for cannot be had)
+    if argv is not None:  # called from Python, not as a command: the caller's process cannot be replaced
+        engine.check_mode(numerics)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "dropout_gluon", *sys.argv[1:]], engine.environ_for(numerics))
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
     commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": cmd_exercise}
     try:
+        args = parse_args(argv)
+        reexec_for(getattr(args, "numerics", None), argv)
         commands[args.command](args)
     except (ValueError, DataError, ModelFileError, exercises.SweepFailed) as e:
         print(f"dropout-gluon: error: {e}", file=sys.stderr)

@@ -7,6 +7,7 @@ import numbers
 import os
 import re
 
+from . import engine
 from .fashion_mnist import DEFAULT_RELEASE, check_release
 from .gluon_net import check_gluon_drop_prob
 from .scratch import check_drop_prob
@@ -64,6 +65,7 @@ class RunConfig:
     ctx: str = "cpu"                    # "cpu", "gpu", or e.g. "gpu(1)"; an mx.Context is taken too
     train_size: int | None = None       # the first examples of each set (quick exercises); None: all
     test_size: int | None = None
+    numerics: str | None = None         # "portable" or "native" (engine.py); None: the mode this process loaded
 
     def __post_init__(self):
         # The one place where a run's settings are checked; numpy scalars become Python numbers, so that
@@ -90,6 +92,8 @@ class RunConfig:
         if not ctx:
             raise ValueError(f"ctx must be 'cpu', 'gpu' or e.g. 'gpu(1)', got {self.ctx!r}")
         set_("ctx", f"{ctx[1]}({ctx[2] or 0})")
+        # MXNet's numerics are fixed as it loads: a run can only ask for the mode this process computes in.
+        set_("numerics", engine.check_mode(self.numerics or ("portable" if engine.PROBLEM else engine.MODE)))
 
     def context(self):
         """The MXNet context to train on."""

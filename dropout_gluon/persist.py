@@ -13,6 +13,7 @@ from typing import Callable
 import mxnet as mx
 from mxnet import nd
 
+from . import engine
 from .config import RunConfig
 from .fashion_mnist import RELEASES, Source
 from .gluon_net import get_net
@@ -76,9 +77,11 @@ def new_run_folder(out: str | None) -> Path:
 
 
 def save_history(history: History, folder: Path) -> None:
-    """`history.json` and `history.csv` in `folder`, one row an epoch, each naming its data release and folder."""
-    # The label on every row: a row copied elsewhere still says which data its numbers came from.
+    """`history.json` and `history.csv` in `folder`, one row an epoch, each naming its data release and folder
+    and how its numbers were computed (engine.describe())."""
+    # The label on every row: a row copied elsewhere still says which data its numbers came from, and how.
     label = {"data_release": history.source.release, "data_dir": history.source.folder} if history.source else {}
+    label.update(engine.describe())
     rows = [{**e._asdict(), **label} for e in history]
     write_text(folder / HISTORY_JSON, json.dumps(rows, indent=1) + "\n")
     buffer = io.StringIO()
@@ -89,8 +92,10 @@ def save_history(history: History, folder: Path) -> None:
 
 
 def save_config(config: RunConfig, source: Source, folder: Path) -> Path:
-    """`config.json`: the run's configuration (rerun it with 'train --config') and the folder it read."""
-    return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data_folder": source.folder}, indent=1) + "\n")
+    """`config.json`: the run's configuration (rerun it with 'train --config'), the folder it read and how its
+    numbers were computed."""
+    return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data_folder": source.folder,
+                                                   "computed_with": engine.describe()}, indent=1) + "\n")
 
 
 def load_config(path: os.PathLike | str) -> RunConfig:
@@ -156,10 +161,11 @@ def load_model(path: os.PathLike | str, ctx=None):
     return net, kind
 
 
-def trained_release(params: os.PathLike | str) -> str | None:
-    """The data release in the config.json that 'train' wrote beside `params`, or None if there is none."""
+def trained_with(params: os.PathLike | str) -> tuple:
+    """`(data release, computed_with)` in the config.json that 'train' wrote beside `params` (None where unknown)."""
     try:
-        release = json.loads((Path(params).parent / CONFIG).read_text()).get("data_release")
+        saved = json.loads((Path(params).parent / CONFIG).read_text())
+        release, numerics = saved.get("data_release"), saved.get("computed_with")
     except (OSError, ValueError, AttributeError):
-        return None
-    return release if release in RELEASES else None
+        return None, None
+    return release if release in RELEASES else None, numerics if isinstance(numerics, dict) else None

@@ -179,9 +179,8 @@ def test_a_saved_configuration_trains_the_same_run_again(trained, tmp_path):
 
 
 def test_make_run_gives_the_same_history_to_the_last_digit(trained):
-    # The reference was written by the code before the redesign of issue 11 (tests/golden/make_run.json):
-    # a change of structure must not change a number. (The floats are this machine kind's: MXNet's CPU
-    # kernels may round differently on another processor.)
+    # The reference (tests/golden/make_run.json) was written in portable numerics, which give the same digits
+    # on every x86-64 processor with AVX (tests/test_numerics.py runs it on simulated machines too).
     out, _ = trained
     golden = json.loads((Path(__file__).parent / "golden" / "make_run.json").read_text())["epochs"]
     for model, epochs in golden.items():
@@ -193,6 +192,8 @@ def test_train_writes_everything(trained, real_dataset):
     out, stdout = trained
     data_folder = real_dataset.source.folder
     assert stdout.splitlines()[0] == f"# data: Fashion-MNIST final release (2017-08-31), {data_folder}"
+    assert stdout.splitlines()[1].startswith("# numerics: portable: OpenBLAS Sandybridge, oneDNN off, 1 thread per")
+    numerics = ["portable", "Sandybridge", "off", 1]  # mode, BLAS kernel, oneDNN, threads per operator
     assert stdout.count("epoch 5, loss") == 2 and str(out) in stdout
     for model in ("scratch", "gluon"):
         folder = out / model
@@ -201,10 +202,13 @@ def test_train_writes_everything(trained, real_dataset):
         history = json.loads((folder / "history.json").read_text())
         assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5] and 0.5 < history[0]["test_acc"] < 1
         csv_lines = (folder / "history.csv").read_text().splitlines()
-        assert csv_lines[0] == "epoch,loss,train_acc,test_acc,seconds,data_release,data_dir"
-        assert csv_lines[1].endswith(f",final,{data_folder}")
+        assert csv_lines[0] == ("epoch,loss,train_acc,test_acc,seconds,data_release,data_dir,numerics,blas_kernel,"
+                                "onednn,threads_per_operator,processor")
+        assert f",final,{data_folder},portable,Sandybridge,off,1," in csv_lines[1]
         assert (history[0]["data_release"], history[0]["data_dir"]) == ("final", data_folder)
+        assert [history[-1][k] for k in ("numerics", "blas_kernel", "onednn", "threads_per_operator")] == numerics
         config = json.loads((folder / "config.json").read_text())
+        assert config["numerics"] == "portable" and list(config["computed_with"].values())[:4] == numerics
         assert config["drop_prob2"] == 0.5 and config["model"] == model and config["data_dir"] is None
         assert (config["data_release"], config["data_folder"]) == ("final", data_folder)
         assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -270,7 +274,9 @@ def test_divergence_stops_with_advice_and_keeps_history(tmp_path, real_data):
 def test_ctrl_c_keeps_finished_epochs_and_no_partial_files(tmp_path, real_data):
     process = subprocess.Popen([sys.executable, "-m", "dropout_gluon", "train", "--model", "gluon",
                                 "--epochs", "50", "--out", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # as in a terminal, even where the tests run with SIGINT ignored (e.g. nohup &)
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     for line in process.stdout:
         if line.startswith("epoch 2,") or time.monotonic() > deadline:

@@ -1,4 +1,4 @@
-"""MXNet's engine settings the package applies as it loads MXNet:
+"""MXNet's engine settings the package applies as it loads MXNet (the numerics modes: test_numerics.py):
 
 - a second worker only where each operator runs on one OpenMP thread, never over a user's own choice;
 - MXNet really gets the second worker, and child processes do not inherit it;
@@ -17,7 +17,8 @@ import pytest
 
 from dropout_gluon import engine
 
-CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in engine.USER_CHOICES}
+# The environment as it was before this process imported the package, less any threading choice.
+CLEAN_ENV = {k: v for k, v in engine.environ_for(engine.MODE).items() if k not in engine.USER_CHOICES}
 
 
 @pytest.mark.parametrize("cpus, machine, expected", [
@@ -25,15 +26,16 @@ CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in engine.USER_CHOICES
     (4, "x86_64", None),  # two OpenMP threads per operator: two workers could deadlock OpenBLAS
     (2, "aarch64", None),  # MXNet halves the processors only on x86: two threads per operator
 ])
-def test_second_worker_only_where_each_operator_runs_on_one_thread(cpus, machine, expected):
-    added = engine.settings({}, cpus, machine)
+def test_native_adds_a_second_worker_only_where_each_operator_runs_on_one_thread(cpus, machine, expected):
+    added = engine.settings({}, cpus, machine, "native", {"avx"})
     assert added.get("MXNET_CPU_WORKER_NTHREADS") == expected
     assert added.get("MXNET_OPTIMIZER_AGGREGATION_SIZE") == ("1" if expected else None)
 
 
+@pytest.mark.parametrize("mode", engine.MODES)
 @pytest.mark.parametrize("name", engine.USER_CHOICES)
-def test_a_users_threading_choice_is_left_alone(name):
-    assert engine.settings({name: "1"}, 2, "x86_64") == {}
+def test_a_users_threading_choice_is_left_alone(name, mode):
+    assert "MXNET_CPU_WORKER_NTHREADS" not in engine.settings({name: "3"}, 2, "x86_64", mode, {"avx"})
 
 
 def run_python(code: str, **env) -> str:
@@ -55,13 +57,14 @@ print(len(os.listdir("/proc/self/task")), os.environ.get("MXNET_CPU_WORKER_NTHRE
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
 def test_importing_the_package_gives_mxnet_its_second_worker_and_children_nothing():
-    expected = engine.settings({}, engine.usable_cpus(), platform.machine())
+    expected = engine.settings({}, engine.usable_cpus(), platform.machine(), engine.MODE, engine.cpuinfo()[1])
     threads, leftover, applied = run_python(COUNT_THREADS).split(" ", 2)
     one_worker = run_python(COUNT_THREADS, MXNET_CPU_WORKER_NTHREADS="1").split(" ", 2)
     assert applied == repr(expected)
-    assert int(threads) == int(one_worker[0]) + (1 if expected else 0)  # the engine really has it
+    second = "MXNET_CPU_WORKER_NTHREADS" in expected
+    assert int(threads) == int(one_worker[0]) + (1 if second else 0)  # the engine really has it
     assert leftover == "-"  # read by MXNet as it loaded, then unset: a child process cannot inherit it
-    assert one_worker[2] == "{}"  # a user's own setting turns the package's off
+    assert "MXNET_CPU_WORKER_NTHREADS" not in one_worker[2]  # a user's own setting turns the package's off
 
 
 def test_nothing_is_applied_when_mxnet_was_loaded_first():

@@ -65,7 +65,7 @@ def test_quick_exercise_writes_table_and_plot(name, real_dataset, shared_cache, 
         assert all(r["data"] == {"release": "final", "folder": real_dataset.source.folder}
                    for r in result.runs[label])
         assert f"| {label} | {pct(s['final_test_acc'])} |" in result.table
-    assert "; Fashion-MNIST final release (2017-08-31); accuracies in %" in result.table
+    assert "; Fashion-MNIST final release (2017-08-31); portable numerics; accuracies in %" in result.table
     assert result.table_path == tmp_path / f"{name}.md"
     assert result.table in result.table_path.read_text()
     assert result.plots == (tmp_path / f"{name}.png",)

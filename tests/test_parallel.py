@@ -139,3 +139,19 @@ def test_a_dask_worker_without_the_data_fails_its_runs_in_one_line(real_data, tm
     assert "\n" not in message and message.startswith("6 of 6 runs failed")
     assert f"the data folder (DROPOUT_GLUON_DATA): {tmp_path / 'none'} does not exist" in message
     assert stored(tmp_path / "cache") == []
+
+
+def test_native_numerics_reach_the_workers_and_two_jobs_still_give_the_records_of_one(tmp_path):
+    # The command starts itself again in native mode (its default is portable), and its workers inherit it.
+    caches = {}
+    for jobs in (1, 2):
+        caches[jobs] = tmp_path / f"cache{jobs}"
+        result = subprocess.run([sys.executable, "-m", "dropout_gluon", "exercise", "swap", "--quick", "--epochs", "2",
+                                 "--numerics", "native", "--jobs", str(jobs), "--no-progress", "--out",
+                                 str(tmp_path / f"out{jobs}"), "--cache", str(caches[jobs])],
+                                capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+    one, two = stored(caches[1]), stored(caches[2])
+    assert len(one) == 6 and {r["computed_with"]["numerics"] for r in one + two} == {"native"}
+    assert comparable(two) == comparable(one)
+    assert (tmp_path / "out1" / "swap.md").read_text() == (tmp_path / "out2" / "swap.md").read_text()

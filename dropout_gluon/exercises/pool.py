@@ -15,14 +15,15 @@ import signal
 import threading
 import time
 
+from .. import engine
 from ..config import RunConfig
 from ..data import DataIter, data_iters, load_dataset
 from ..run import train
 from ..trainer import History, TrainingDiverged, evaluate_accuracy
 
-# A worker process trains one run at a time on one OpenMP thread per operator, with MXNet's default engine
-# (OMP_NUM_THREADS set: the package adds no second engine worker, which could deadlock beside it).
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "DROPOUT_GLUON_WORKER": "1"}
+# A worker process trains one run at a time on one OpenMP thread per operator and one engine worker (a
+# second beside the other processes was slower). It inherits DROPOUT_GLUON_NUMERICS: it computes as we do.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"}
 
 
 class WorkerLost(RuntimeError):
@@ -46,7 +47,7 @@ def train_run(config: RunConfig, iters: tuple) -> dict:
     source = history.source
     return {"config": config.to_dict(),
             "data": {"release": source.release, "folder": source.folder} if source else None,
-            "history": [e._asdict() for e in history], "diverged": diverged,
+            "history": [e._asdict() for e in history], "diverged": diverged, "computed_with": engine.describe(),
             "final_train_acc_eval": None if net is None else evaluate_accuracy(train_eval_iter, net),
             "seconds": time.perf_counter() - start}
 

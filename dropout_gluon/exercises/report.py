@@ -80,7 +80,8 @@ def describe(plan: Plan) -> str:
 def table(summary: dict, plan: Plan) -> str:
     """The Markdown table of an exercise, one row per configuration."""
     release = f"Fashion-MNIST {plan.base.data_release} release ({RELEASES[plan.base.data_release]})"
-    lines = [f"*{describe(plan)}; {release}; accuracies in %.*", "", "| " + " | ".join(COLUMNS) + " |",
+    lines = [f"*{describe(plan)}; {release}; {plan.base.numerics} numerics; accuracies in %.*", "",
+             "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 2) + ["---"]) + "|"]
     for label, s in summary.items():
         best_epoch = s["best_epoch"][0]

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .. import engine
 from ..config import RunConfig, whole
 from ..data import load_dataset
 from ..engine import usable_cpus
@@ -27,8 +28,13 @@ CACHE_VERSION = 1  # part of every run's key: bump it when a change to training 
 
 
 def key(config: RunConfig) -> str:
-    """A digest of what decides the run's numbers, seed included: the run's file name in the cache."""
-    text = json.dumps({"version": CACHE_VERSION, **config.identity()}, sort_keys=True)
+    """A digest of what decides the run's numbers, seed and numerics included: the run's file name in the cache.
+
+    Portable numerics give the same digits on every processor; native ones are this process's kernel,
+    oneDNN, threads and processor, so a cache made under other native numerics is never mixed in.
+    """
+    numerics = {} if config.numerics == "portable" else engine.describe()
+    text = json.dumps({"version": CACHE_VERSION, **config.identity(), **numerics}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
