@@ -4,7 +4,8 @@
   had set; it refuses a processor without AVX and an unknown mode, in one line;
 - native names the OpenBLAS kernel for the instruction set, and keeps a user's own choices;
 - a run asks only for the mode its process loaded MXNet in, and the CLI starts itself again for another;
-- `make run`'s history equals tests/golden/make_run.json to the last digit under simulated machines: other
+- `make run`'s history equals tests/golden/make_run.json, and the quick swap exercise's table
+  tests/golden/quick_swap.md, to the last digit under simulated machines: other
   OpenBLAS kernels and oneDNN instruction sets asked for, glibc's AVX2/FMA/AVX-512 code paths hidden,
   one or two usable cores (what the pinning does not fix itself); and the simulation is real: the same
   machines give other digits where the kernel is not pinned.
@@ -146,3 +147,14 @@ def test_the_cli_starts_itself_again_for_another_mode(tmp_path, real_data):
     assert f"# numerics: {other}: " in result.stdout
     config = json.loads((tmp_path / "gluon" / "config.json").read_text())
     assert config["numerics"] == config["computed_with"]["numerics"] == other
+
+
+@pytest.mark.skipif(not X86_AVX, reason="portable numerics need an x86-64 processor with AVX")
+@pytest.mark.parametrize("name", ["AVX only, 1 core", "AVX2 and FMA (Zen), 2 cores"])
+def test_the_quick_exercise_gives_the_golden_table_on_simulated_machines(name, tmp_path, real_data):
+    # As `make exercises` reproduces docs/exercises/: tests/golden/quick_swap.md was written in portable mode.
+    result = run_on(MACHINES[name], ["-m", "dropout_gluon", "exercise", "swap", "--quick", "--no-progress",
+                                     "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
+    assert result.returncode == 0, result.stderr
+    golden = (Path(__file__).parent / "golden" / "quick_swap.md").read_text()
+    assert (tmp_path / "out" / "swap.md").read_text() == golden, name
