@@ -150,6 +150,8 @@ def cmd_train(args) -> None:
     out = persist.new_run_folder(args.out)
     print(f"# data: {dataset.source}", flush=True)
     print(f"# numerics: {engine.summary(engine.describe())}", flush=True)
+    if engine.FALLBACK:
+        print(f"dropout-gluon: note: {engine.FALLBACK}", file=sys.stderr)
     histories = {}
     for config in configs:
         title, folder = TITLES[config.model], out / config.model

@@ -80,6 +80,10 @@ def choose(environ, flags: set, machine: str) -> str:
     if asked == "portable" and not portable_ok:
         raise NumericsError("portable numerics need an x86-64 processor with AVX (OpenBLAS's Sandybridge kernel); "
                             "this one has none: use --numerics native (its digits differ from the README's)")
+    if not asked and not portable_ok:
+        global FALLBACK
+        FALLBACK = ("this processor has no AVX, which portable numerics need, so the package computes in native "
+                    "numerics: the digits differ from the README's")
     return asked or ("portable" if portable_ok else "native")
 
 
@@ -126,6 +130,7 @@ def settings(environ, cpus: int, machine: str, mode: str, flags: set) -> dict:
 
 
 MODE = None          # the mode MXNet was loaded in (load_mxnet)
+FALLBACK = None      # why the default is native here (a processor below portable's floor), or None
 PROBLEM = None       # why the mode asked for cannot be had (raised when a run is made), or None
 ADDED = {}           # the variables load_mxnet set
 _BEFORE = {}         # their values before (None: unset), for a child process in another mode

@@ -68,9 +68,9 @@ def test_native_names_the_kernel_for_the_instruction_set(flags, expected):
     assert engine.native_settings({"OPENBLAS_CORETYPE": "Zen", "MXNET_MKLDNN_ENABLED": "1"}, flags) == {}
 
 
-def test_the_mode_asked_for_or_one_line_saying_why_not():
+def test_the_mode_asked_for_or_one_line_saying_why_not(monkeypatch):
+    monkeypatch.setattr(engine, "FALLBACK", None)  # (choose notes a fallback in it)
     assert engine.choose({}, {"avx"}, "x86_64") == "portable"
-    assert engine.choose({}, set(), "x86_64") == "native"  # below the floor, by default: native, and it says so
     assert engine.choose({}, {"avx"}, "aarch64") == "native"
     assert engine.choose({engine.MODE_VAR: "native"}, {"avx"}, "x86_64") == "native"
     with pytest.raises(engine.NumericsError, match="with AVX.*--numerics native"):
@@ -86,6 +86,12 @@ def test_a_run_asks_only_for_the_mode_this_process_loaded():
         RunConfig(numerics=other)
     with pytest.raises(ValueError, match="got 'fast'"):
         RunConfig(numerics="fast")
+
+
+def test_by_default_a_processor_below_the_floor_computes_natively_and_says_so(monkeypatch):
+    monkeypatch.setattr(engine, "FALLBACK", None)
+    assert engine.choose({}, {"sse4_2"}, "x86_64") == "native"
+    assert "no AVX" in engine.FALLBACK and "differ from the README's" in engine.FALLBACK
 
 
 def test_a_processor_below_the_floor_is_refused_in_one_line(tmp_path):
