@@ -23,6 +23,7 @@ import functools
 import os
 import platform
 import sys
+import warnings
 
 MODES = ("portable", "native")
 MODE_VAR = "DROPOUT_GLUON_NUMERICS"
@@ -146,8 +147,11 @@ def load_mxnet() -> dict:
     except NumericsError as e:  # raised when a run is made, so that importing the package still works
         MODE, PROBLEM = "native", str(e)
     added = {} if "mxnet" in sys.modules else settings(os.environ, usable_cpus(), platform.machine(), MODE, flags)
-    if "mxnet" in sys.modules:
-        MODE = "native"
+    if "mxnet" in sys.modules and MODE == "portable":  # too late to pin anything: MXNet's own choices stand
+        global FALLBACK
+        MODE, FALLBACK = "native", ("mxnet was imported before dropout_gluon, so MXNet computes with its own "
+                                    "choices (native numerics): import dropout_gluon first for the README's digits")
+        warnings.warn(FALLBACK, stacklevel=3)
     _BEFORE.update({k: os.environ.get(k) for k in added})
     ADDED.update(added)
     os.environ.update(added)

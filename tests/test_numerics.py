@@ -153,6 +153,14 @@ def test_the_cli_starts_itself_again_for_another_mode(tmp_path, real_data):
     assert f"# numerics: {other}: " in result.stdout
     config = json.loads((tmp_path / "gluon" / "config.json").read_text())
     assert config["numerics"] == config["computed_with"]["numerics"] == other
+    # `train --config` reruns the run as it was computed, in its mode, to the same digits
+    again = subprocess.run([sys.executable, "-m", "dropout_gluon", "train", "--config", str(tmp_path / "gluon" /
+                            "config.json"), "--out", str(tmp_path / "again")], capture_output=True, text=True,
+                           check=False, env=engine.environ_for(engine.MODE))
+    assert again.returncode == 0, again.stderr
+    loss = [json.loads((folder / "gluon" / "history.json").read_text())[0]["loss"] for folder in (tmp_path,
+                                                                                                  tmp_path / "again")]
+    assert loss[0] == loss[1]
 
 
 @pytest.mark.skipif(not X86_AVX, reason="portable numerics need an x86-64 processor with AVX")
