@@ -7,7 +7,8 @@
 - the FLOP count of the chapter's model: 8 matrix products per training batch, 3 per test batch;
 - the book loop (`cell_book`: the book's DataLoader, per-batch reads, the book's `sgd`) trains exactly
   what `train_ch3` trains: the same test accuracy from the same seed;
-- the report of the committed run prints the goal ratios from the medians;
+- the report of the committed runs prints the goal ratios from the medians, and both numerics modes' rows
+  with how each computed;
 - docs/performance.md's report block is exactly what `--report RUN --markdown` writes from the run it
   names, so the page cannot drift from the code or the run; a page without a block is refused;
 - the exercise sweep's benchmark (`benchmarks/sweep.py`): its projection schedules longest first, and
@@ -28,7 +29,8 @@ from benchmarks import cells, epoch, reference, report
 from dropout_gluon import RunConfig, run
 
 ROOT = Path(__file__).resolve().parents[1]
-SAVED = ROOT / "benchmarks" / "results" / "2026-11-27-epyc-2-cores.json"
+SAVED = ROOT / "benchmarks" / "results" / "2026-11-27-epyc-2-cores.json"  # before the numerics modes
+SAVED_MODES = ROOT / "benchmarks" / "results" / "2026-12-01-xeon-avx512-2-cores.json"  # the page's run
 PAGE = ROOT / "docs" / "performance.md"
 
 
@@ -77,6 +79,21 @@ def test_report_of_the_committed_run(capsys):
     assert f"default / PyTorch       <= 1.0             {ratios[0]:.2f} NO   {ratios[1]:.2f} NO" in out
     assert med["torch", None] == min(med["torch", 1], med["torch", 2])
     assert "Scaling: seconds per epoch" in out and "Other settings" in out
+
+
+def test_report_of_a_run_with_both_numerics_modes(capsys):
+    # Both modes' rows and their ratios to PyTorch, and how each computed, from the saved run.
+    assert epoch.main(["--report", str(SAVED_MODES)]) == 0
+    out = capsys.readouterr().out
+    saved = json.loads(SAVED_MODES.read_text())
+    med = report.medians(saved["seconds"])
+    for mode, row in (("portable", "default"), ("native", "native")):
+        ratios = [med[row, m] / med["torch", None] for m in ("scratch", "gluon")]
+        assert re.search(rf"{mode} / PyTorch +<= 1.5, 1.2 +{ratios[0]:.2f} (ok|NO) +{ratios[1]:.2f} (ok|NO)", out)
+    assert f"numerics, default: {saved['info']['numerics']}" in out and saved["info"]["numerics"].startswith(
+        "portable: OpenBLAS Sandybridge, oneDNN off")
+    assert f"numerics, native:  {saved['native']}" in out and saved["native"].startswith("native: ")
+    assert "processor features: avx" in out
 
 
 def test_the_performance_page_is_what_the_command_writes(tmp_path, monkeypatch, capsys):

@@ -5,7 +5,8 @@
   where only the final is there;
 - the first release's test labels left beside Debian's copy: the final release is used whole (the defect
   of files verified one by one);
-- `make run` itself: its history equals tests/golden/make_run.json to the last digit; every file written,
+- `make run` itself: its history equals tests/golden/make_run.json to the last digit, and so do the README's
+  lines; every file written,
   naming the data release and folder; `--config` trains a saved run again;
 - saved models predict their own test accuracy, and say so when tested on another release; foreign or
   broken parameter files; divergence (status 3) and Ctrl-C (status 130) keep the finished epochs;
@@ -186,6 +187,17 @@ def test_make_run_gives_the_same_history_to_the_last_digit(trained):
     for model, epochs in golden.items():
         history = json.loads((out / model / "history.json").read_text())
         assert [[e["epoch"], e["loss"], e["train_acc"], e["test_acc"]] for e in history] == epochs, model
+
+
+def test_the_readme_shows_the_golden_history():
+    # What a newcomer compares `make run` with: the README's lines are the golden history, printed.
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    golden = json.loads((Path(__file__).parent / "golden" / "make_run.json").read_text())["epochs"]
+    lines = [f"epoch {e}, loss {loss:.4f}, train acc {train:.3f}, test acc {test:.3f}"
+             for model in ("scratch", "gluon") for e, loss, train, test in golden[model]]
+    shown = [line for line in readme.splitlines() if line.startswith("epoch ")]
+    assert shown == lines
+    assert "# numerics: portable: OpenBLAS Sandybridge, oneDNN off, 1 thread per operator" in readme
 
 
 def test_train_writes_everything(trained, real_dataset):

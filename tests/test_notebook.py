@@ -1,7 +1,8 @@
 """The notebook:
 
 - it runs top to bottom, headless, in fast mode, on the real data and this project's interpreter;
-- the committed copy holds a full run and shows the package's current code.
+- the committed copy holds a full run and shows the package's current code; it was run in portable numerics
+  (its Gluon lines are make run's golden ones).
 """
 from __future__ import annotations
 
@@ -67,3 +68,15 @@ def test_committed_notebook_has_a_full_run_and_shows_the_current_code():
     shown = {text.strip() for text in outputs(nb, "text/plain")}
     for obj in (gb.dropout, scratch.init_params, gb.ScratchNet, gb.get_net):
         assert inspect.getsource(obj).strip() in shown, f"{obj.__name__} changed: run `make notebook`"
+
+
+def test_committed_notebook_was_run_in_portable_numerics():
+    # Its saved outputs are what `make notebook` prints on any x86-64 processor with AVX: the Gluon model's
+    # lines are make run's (the same configuration and seed), as tests/golden/make_run.json holds them.
+    import json
+
+    text = "".join(outputs(nbformat.read(NOTEBOOK, as_version=4), "stream"))
+    assert "numerics portable: OpenBLAS Sandybridge, oneDNN off, 1 thread per operator" in text
+    golden = json.loads((ROOT / "tests" / "golden" / "make_run.json").read_text())["epochs"]["gluon"]
+    for epoch, loss, train_acc, test_acc in golden:
+        assert f"epoch {epoch}, loss {loss:.4f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}" in text
