@@ -6,13 +6,18 @@
 - divergence is recorded as an outcome and the sweep goes on; the release is part of a run's key;
 - weight decay shrinks the weights of both models, and the scratch model's L2 term takes the very steps
   of Gluon's `wd`; a sweep's run is exactly `train_gluon`'s;
-- plans, keys and bad input; the progress line; summaries over seeds; the command line.
+- plans, keys and bad input; the progress line; summaries over seeds; the command line;
+- a quick sweep in a clean clone leaves git status clean (it writes under runs/), and is refused in
+  docs/exercises, the committed results (issue 16, finding 1).
 """
 from __future__ import annotations
 
 import dataclasses
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +240,22 @@ def test_summarize_over_seeds():
     assert s["best_epoch"][0] == pytest.approx(5 / 3) and s["gap"][0] == pytest.approx(0.02)
     assert s["diverged"] == [dict(kind="collapsed", epoch=2, loss=1.2, seed=2)]
     assert np.isnan(exercises.summarize([record(0, [1.0], [0.8])])["final_test_acc"][1])  # one seed: no spread
+
+
+def test_a_quick_sweep_leaves_the_committed_results_alone(tmp_path, real_data):
+    # In a clean clone, as a newcomer would: `exercise swap --quick` writes under runs/ (ignored by git), and
+    # pointed at docs/exercises it is refused before any training.
+    root = Path(__file__).resolve().parents[1]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    command = [sys.executable, "-m", "dropout_gluon", "exercise", "swap", "--quick", "--no-progress"]
+    result = subprocess.run(command, cwd=clone, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (clone / "runs" / "exercises" / "swap.md").is_file()
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True,
+                          check=True).stdout == ""
+    committed = (root / "docs" / "exercises" / "swap.md").read_text()
+    refused = subprocess.run(command + ["--out", str(root / "docs" / "exercises"), "--cache", str(tmp_path / "c")],
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "committed results" in refused.stderr and refused.stderr.count("\n") == 1
+    assert (root / "docs" / "exercises" / "swap.md").read_text() == committed and not (tmp_path / "c").exists()

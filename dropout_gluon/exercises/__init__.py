@@ -6,6 +6,7 @@ and a plot. On the command line: `dropout-gluon exercise NAME|all`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable
 
 from ..fashion_mnist import DEFAULT_RELEASE, Dataset
@@ -19,20 +20,37 @@ __all__ = ["DEFAULT_EPOCHS", "DEFAULT_SEEDS", "EXERCISES", "QUICK", "ExerciseRes
 
 
 def run_all(names=EXERCISES, *, quick: bool = False, seeds=None, epochs: int | None = None, model: str = "gluon",
-            data_release: str = DEFAULT_RELEASE, data_dir=None, out_dir: os.PathLike | str = "docs/exercises",
+            data_release: str = DEFAULT_RELEASE, data_dir=None, out_dir: os.PathLike | str = "runs/exercises",
             cache_dir: os.PathLike | str = "runs/exercises", dataset: Dataset | None = None,
             jobs: int | None = None, scheduler: str | None = None, progress: bool = True,
             after_run: Callable[[dict], None] | None = None) -> dict:
     """Train (or reuse) the runs of the exercises `names` as one sweep, then write each one's table and plot.
 
     Runs that two exercises share are trained once. `jobs` worker processes train them (None: one per
-    core), or the Dask scheduler at `scheduler` (`sweep`). Returns `{name: ExerciseResult}`.
+    core), or the Dask scheduler at `scheduler` (`sweep`). Returns `{name: ExerciseResult}`. Only the
+    default sweep in portable numerics may write into the committed results' folder, docs/exercises.
     """
     plans = [plan(name, quick=quick, seeds=seeds, epochs=epochs, model=model, data_release=data_release,
                   data_dir=data_dir) for name in names]
+    check_out_dir(out_dir, plans)
     records = sweep([c for p in plans for c in p.configs()], cache_dir=cache_dir, dataset=dataset, jobs=jobs,
                     scheduler=scheduler, progress=progress, after_run=after_run)
     return {p.name: report(p, records, out_dir) for p in plans}
+
+
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "exercises"  # the repository's committed results
+
+
+def check_out_dir(out_dir, plans: list) -> None:
+    """A ValueError, before any training, if a sweep other than the default one would write into COMMITTED."""
+    if Path(out_dir).resolve() != COMMITTED:
+        return
+    def what(p: Plan) -> tuple:  # what decides the numbers (any folder holding the release will do)
+        return [(label, c.identity()) for label, c in p.arms], p.seeds
+
+    if any(what(p) != what(plan(p.name)) or p.base.numerics != "portable" for p in plans):
+        raise ValueError(f"{out_dir} holds the committed results of the default sweep (make exercises); a quick or "
+                         f"changed sweep, or one in native numerics, writes elsewhere: choose another --out")
 
 
 def run_exercise(name: str, **options) -> ExerciseResult:
