@@ -5,7 +5,12 @@
   then resumes without retraining them;
 - a worker killed mid-run is reported with its run, which is retried, and the result is unchanged;
 - a Dask cluster on 127.0.0.1 (a scheduler, two worker processes) gives the local records; a worker
-  without the data fails its runs with the data error, in one line.
+  without the data fails its runs with the data error, in one line;
+- native numerics reach the workers, and two jobs still give the records of one;
+- faults (issue 16, finding 2): an answer that cannot be unpickled fails its run in bounded time (the
+  hand-written pool hung on it), a worker that cannot be started fails its run in one line, workers exit
+  when the sweep's process is SIGKILLed, and a terminal's Ctrl-C (to the whole process group) prints one
+  line, no traceback.
 """
 from __future__ import annotations
 
@@ -155,3 +160,70 @@ def test_native_numerics_reach_the_workers_and_two_jobs_still_give_the_records_o
     assert len(one) == 6 and {r["computed_with"]["numerics"] for r in one + two} == {"native"}
     assert comparable(two) == comparable(one)
     assert (tmp_path / "out1" / "swap.md").read_text() == (tmp_path / "out2" / "swap.md").read_text()
+
+
+def test_an_answer_that_cannot_be_read_back_fails_its_run_in_bounded_time(tmp_path, monkeypatch, capsys):
+    import faults
+
+    from dropout_gluon.exercises import pool
+
+    monkeypatch.setattr(pool, "work", faults.raise_unreadable)  # looked up by the sweep as it submits
+    start = time.monotonic()
+    with pytest.raises(exercises.SweepFailed, match="6 of 6 runs failed.*could not be read back"):
+        exercises.run_exercise("swap", jobs=2, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", **QUICK)
+    assert time.monotonic() - start < 120  # no hang: each run tried twice, on a new pool each time
+    notes = capsys.readouterr().err.splitlines()
+    assert sum("trying it once more" in line for line in notes) == 6, notes
+    assert not list((tmp_path / "cache").glob("*.json"))
+
+
+def test_a_worker_that_cannot_be_started_fails_its_run_in_one_line(tmp_path, monkeypatch):
+    import concurrent.futures as cf
+
+    def no_more_processes(self, *args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(cf.ProcessPoolExecutor, "submit", no_more_processes)
+    with pytest.raises(exercises.SweepFailed, match="6 of 6 runs failed.*cannot start a worker process: "
+                                                    r"\[Errno 24\] Too many open files"):
+        exercises.run_exercise("swap", jobs=2, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", **QUICK)
+
+
+def _sweep_command(tmp_path, cache) -> list:
+    return [sys.executable, "-m", "dropout_gluon", "exercise", "swap", "--quick", "--epochs", "6", "--jobs", "2",
+            "--out", str(tmp_path / "out"), "--cache", str(cache), "--no-progress"]
+
+
+def _wait_for_workers(token: str, process, count: int = 3) -> None:
+    # The sweep's process and its two workers (the resource tracker may make a fourth).
+    deadline = time.monotonic() + 120
+    while len(_processes_with(token)) < count and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    assert len(_processes_with(token)) >= count
+
+
+def test_workers_exit_when_the_sweeps_process_is_killed(tmp_path):
+    token = f"DROPOUT_GLUON_TEST={uuid.uuid4()}"
+    process = subprocess.Popen(_sweep_command(tmp_path, tmp_path / "cache"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, token.split("=")[0]: token.split("=")[1]})
+    _wait_for_workers(token, process)
+    process.kill()  # SIGKILL, as a timeout, the OOM killer or a closed terminal would
+    process.wait()
+    deadline = time.monotonic() + 10
+    while _processes_with(token) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_with(token) == []
+
+
+def test_ctrl_c_in_a_terminal_prints_one_line(tmp_path):
+    # A terminal's Ctrl-C reaches the whole process group: the sweep's process and every worker, at once.
+    token = f"DROPOUT_GLUON_TEST={uuid.uuid4()}"
+    process = subprocess.Popen(_sweep_command(tmp_path, tmp_path / "cache"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, token.split("=")[0]: token.split("=")[1]},
+                               preexec_fn=None)
+    _wait_for_workers(token, process, count=2)  # the workers may still be loading MXNet: the riskiest moment
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr and "interrupted" in stderr, stderr

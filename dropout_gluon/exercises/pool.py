@@ -9,9 +9,9 @@ import concurrent.futures as cf
 import contextlib
 import functools
 import multiprocessing
-import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -24,10 +24,6 @@ from ..trainer import History, TrainingDiverged, evaluate_accuracy
 # A worker process trains one run at a time on one OpenMP thread per operator and one engine worker (a
 # second beside the other processes was slower). It inherits DROPOUT_GLUON_NUMERICS: it computes as we do.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"}
-
-
-class WorkerLost(RuntimeError):
-    """The process training a run died (killed, out of memory, a crash in MXNet)."""
 
 
 def train_run(config: RunConfig, iters: tuple) -> dict:
@@ -85,98 +81,62 @@ class InlineExecutor(cf.Executor):
         return future
 
 
-class LocalPool(cf.Executor):
-    """`jobs` worker processes on this machine, each training one run at a time.
+class LocalPool(cf.ProcessPoolExecutor):
+    """`jobs` worker processes on this machine: the standard library's pool, spawned (MXNet's engine threads
+    do not survive a fork), each worker loading the data once (`iterators`) for all its runs.
 
-    Submit at most `jobs` items at once (the sweep does). A worker that dies fails its item with
-    `WorkerLost` and is replaced; `shutdown` stops them all, at once if `kill`.
+    A worker that dies, or whose answer cannot be read back, breaks the pool: its runs fail with
+    `BrokenProcessPool` and the sweep starts a new pool for the runs it retries. Workers ignore Ctrl-C
+    from their first instruction (it is the sweep's to handle) and exit when the sweep's process is gone.
     """
 
     def __init__(self, jobs: int):
-        self.context = multiprocessing.get_context("spawn")  # no fork: MXNet's engine threads do not survive it
-        self.lock, self.stopping = threading.Lock(), False
-        self.idle, self.busy = [self._start() for _ in range(jobs)], {}
-        self.collector = threading.Thread(target=self._collect, daemon=True)
-        self.collector.start()
+        super().__init__(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_watch_parent,
+                         initargs=(os.getpid(),))
 
-    def _start(self):
-        parent, child = self.context.Pipe()
-        with _environ(WORKER_ENV):  # a spawned process reads the environment as it starts
-            process = self.context.Process(target=_worker, args=(child,), daemon=True)
-            process.start()
-        child.close()
-        return process, parent
+    def submit(self, fn, /, *args, **kwargs) -> cf.Future:
+        # Workers are started in here, as they are needed, and inherit the environment, and SIGINT blocked
+        # from the first instruction they run.
+        with _environ(WORKER_ENV), _sigint_blocked():
+            return super().submit(fn, *args, **kwargs)
 
-    def submit(self, fn, *args, **kwargs) -> cf.Future:
-        future = cf.Future()
-        with self.lock:
-            worker = self.idle.pop()
-            try:
-                worker[1].send((fn, args, kwargs))
-            except OSError:  # it died while idle: a new one takes the item
-                worker = self._start()
-                worker[1].send((fn, args, kwargs))
-            self.busy[worker] = future
-        return future
-
-    def _collect(self) -> None:
-        # Hands each answer to its future; a worker whose process ended fails its future and is replaced.
-        while not self.stopping:
-            with self.lock:
-                waits = {w[1]: w for w in self.busy} | {w[0].sentinel: w for w in self.busy}
-            for ready in multiprocessing.connection.wait(list(waits), timeout=0.2):
-                worker = waits[ready]
-                with self.lock:
-                    future = self.busy.pop(worker, None)
-                    if future is None:
-                        continue
-                    try:
-                        status, value = worker[1].recv()
-                    except (EOFError, OSError):
-                        worker[0].join(1)
-                        status, value = "error", WorkerLost(f"a worker process died (exit code "
-                                                            f"{worker[0].exitcode})")
-                        worker = self._start()
-                    self.idle.append(worker)
-                (future.set_result if status == "ok" else future.set_exception)(value)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, kill: bool = False) -> None:
-        self.stopping = True
-        self.collector.join()
-        workers = self.idle + list(self.busy)
-        for process, conn in workers:
-            if kill:
-                process.terminate()
-            else:
-                with contextlib.suppress(OSError):
-                    conn.send(None)
-        for process, conn in workers:
+    def kill(self) -> None:
+        """Stop every worker now (Ctrl-C): the runs in progress are lost, the finished ones were stored."""
+        processes = list((getattr(self, "_processes", None) or {}).values())  # the pool's own handles on them
+        self.shutdown(wait=False, **({"cancel_futures": True} if sys.version_info >= (3, 9) else {}))
+        for process in processes:
+            process.terminate()
+        for process in processes:
             process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join()
-            conn.close()
 
 
-def _worker(conn) -> None:
-    # A worker's life: items in, answers out, until told to stop (None) or its pipe closes.
+def _watch_parent(parent: int) -> None:
+    # A worker's first step: exit as soon as the sweep's process is gone (killed, out of memory, a closed
+    # terminal), instead of training on, orphaned. Nothing else would tell it: its pipes stay open.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle: it stops the workers
-    while True:
-        try:
-            item = conn.recv()
-        except EOFError:
-            return
-        if item is None:
-            return
-        fn, args, kwargs = item
-        try:
-            answer = ("ok", fn(*args, **kwargs))
-        except Exception as e:  # noqa: BLE001 - sent to the sweep, which reports it
-            answer = ("error", e)
-        try:
-            conn.send(answer)
-        except Exception as e:  # noqa: BLE001 - an exception that does not pickle
-            conn.send(("error", RuntimeError(f"{type(answer[1]).__name__}: {answer[1]} ({e})")))
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C that came while loading: dropped
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    # Blocked, not ignored: a Ctrl-C meant for the sweep meanwhile waits and then arrives; a worker started
+    # meanwhile inherits the blocked signal through exec, and ignores it before unblocking (_watch_parent).
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager

@@ -112,6 +112,10 @@ class SweepProgress:
         self.stream.flush()
 
 
+# Why a local worker's run ended without an answer: its process died, or its answer could not be read back.
+LOST = "a worker process died, or its answer could not be read back (e.g. an exception that does not unpickle)"
+
+
 class SweepFailed(Exception):
     """Runs of a sweep failed (the data missing on a worker, a worker lost twice...); the others are stored."""
 
@@ -142,26 +146,47 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
     folders = {where: _dataset(dataset, c).source.folder for where, c in wheres.items()}
     client, executor, capacity = _executor(jobs, scheduler, len(todo))
     running, failures, attempts = {}, [], {}
+
+    def failed(config: RunConfig, error: BaseException) -> None:
+        # A run's failure is reported in one line; a lost worker's run is tried once more.
+        lost = isinstance(error, cf.BrokenExecutor) or type(error).__name__ == "KilledWorker"
+        again = lost and attempts[key(config)] < 2
+        reason = LOST if isinstance(error, cf.BrokenExecutor) else _one_line(error)
+        bar.note(f"{label(config)}: {reason}" + ("; trying it once more" if again else ""))
+        if again:
+            todo.insert(0, config)
+        else:
+            failures.append((config, reason))
+
+    broken = False  # the local pool lost a worker: its runs fail, and a new pool takes the ones retried
     try:
         while todo or running:
-            while todo and len(running) < capacity:
+            if broken and not running:
+                executor.kill()
+                executor, broken = pool.LocalPool(min(jobs, len(todo))), False
+            while todo and len(running) < capacity and not broken:
                 config = todo.pop(0)
                 attempts[key(config)] = attempts.get(key(config), 0) + 1
                 folder = folders.get((config.data_release, config.data_dir), config.data_dir)
-                running[executor.submit(pool.work, config.to_dict(), folder)] = config
+                try:
+                    running[executor.submit(pool.work, config.to_dict(), folder)] = config
+                except cf.BrokenExecutor:  # broken by a run that just failed: submitted again to the next pool
+                    attempts[key(config)] -= 1
+                    todo.insert(0, config)
+                    broken = True
+                except OSError as e:  # a worker could not be started (EMFILE, ENOMEM, ...)
+                    failures.append((config, f"cannot start a worker process: {_one_line(e)}"))
+                    bar.note(f"{label(config)}: {failures[-1][1]}")
+            if not running:
+                continue
             done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
             for future in done:
                 config = running.pop(future)
                 try:
                     record = {"key": key(config), **future.result()}
                 except Exception as e:  # noqa: BLE001 - a run's failure is reported; the sweep goes on
-                    lost = isinstance(e, pool.WorkerLost) or type(e).__name__ == "KilledWorker"
-                    again = lost and attempts[key(config)] < 2
-                    bar.note(f"{label(config)}: {_one_line(e)}" + ("; trying it once more" if again else ""))
-                    if again:
-                        todo.insert(0, config)
-                    else:
-                        failures.append((config, e))
+                    broken = broken or isinstance(e, cf.BrokenExecutor)
+                    failed(config, e)
                     continue
                 cache.put(config, record)
                 records[key(config)] = record
@@ -175,8 +200,8 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
         pool.iterators.cache_clear()  # this process's copies of the data, if it trained
     _stop(client, executor)
     if failures:
-        config, error = failures[0]
-        raise SweepFailed(f"{len(failures)} of {len(configs)} runs failed, e.g. {label(config)}: {_one_line(error)}; "
+        config, reason = failures[0]
+        raise SweepFailed(f"{len(failures)} of {len(configs)} runs failed, e.g. {label(config)}: {reason}; "
                           f"the other runs are stored in {cache_dir}, and the same command retries the failed ones")
     return records
 
@@ -193,7 +218,7 @@ def _executor(jobs: int, scheduler: str | None, todo: int) -> tuple:
 
 def _stop(client, executor, kill: bool = False) -> None:
     if isinstance(executor, pool.LocalPool):
-        executor.shutdown(kill=kill)
+        executor.kill() if kill else executor.shutdown()
     elif client is not None:  # closing the client releases its futures: the scheduler drops their tasks
         executor.shutdown(wait=False)
         client.close()
