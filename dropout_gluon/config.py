@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import numbers
 import os
@@ -18,6 +19,7 @@ drop_prob1, drop_prob2 = 0.2, 0.5
 num_hiddens1, num_hiddens2 = 256, 256
 
 MODELS = ("scratch", "gluon")
+SAVED_BESIDE = ("data_folder", "computed_with")  # what a config.json holds beside the fields (persist.save_config)
 LOADERS = ("memory", "gluon")
 CONTEXT = re.compile(r"(cpu|gpu)(?:\((\d+)\))?")
 
@@ -86,6 +88,8 @@ class RunConfig:
                 set_(name, whole(getattr(self, name), name))
         set_("data_release", check_release(self.data_release))
         if self.data_dir is not None:
+            if not isinstance(self.data_dir, (str, os.PathLike)):
+                raise ValueError(f"data_dir must be a folder's path (a string), got {self.data_dir!r}")
             set_("data_dir", os.fspath(self.data_dir))
         set_("loader", one_of(self.loader, "loader", LOADERS))
         ctx = CONTEXT.fullmatch(str(self.ctx))
@@ -107,8 +111,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
-        """A configuration from `to_dict`'s output (e.g. a config.json); keys that are not fields are ignored."""
-        fields = {f.name for f in dataclasses.fields(cls)}
+        """A configuration from `to_dict`'s output (e.g. a config.json); a ValueError names a key it does not know."""
+        fields = [f.name for f in dataclasses.fields(cls)]
+        for name in values:
+            if name not in fields and name not in SAVED_BESIDE:
+                close = difflib.get_close_matches(str(name), fields, n=1)
+                raise ValueError(f"unknown configuration key {name!r}" + (f" (did you mean {close[0]!r}?)" if close
+                                 else "") + f"; the keys are {', '.join(fields)}")
         return cls(**{k: v for k, v in values.items() if k in fields})
 
     def identity(self) -> dict:

@@ -75,7 +75,7 @@ class DataError(Exception):
 
 def check_release(release) -> str:
     """Return `release` if it names a release of Fashion-MNIST, else raise ValueError."""
-    if release not in RELEASES:
+    if not isinstance(release, str) or release not in RELEASES:  # (a list is not a key: no TypeError)
         raise ValueError(f"data_release must be one of {', '.join(map(repr, RELEASES))}, got {release!r}")
     return release
 

@@ -177,6 +177,10 @@ def test_a_saved_configuration_trains_the_same_run_again(trained, tmp_path):
     assert json.loads((tmp_path / "gluon" / "config.json").read_text())["num_epochs"] == 2
     (tmp_path / "bad.json").write_text("[1, 2]")
     assert_one_line_error(cli("train", "--config", tmp_path / "bad.json"), "holds no configuration")
+    (tmp_path / "typo.json").write_text('{"model": "gluon", "epochs": 1}')
+    assert_one_line_error(cli("train", "--config", tmp_path / "typo.json", "--out", tmp_path / "typo"),
+                          "unknown configuration key 'epochs'", "num_epochs")
+    assert not (tmp_path / "typo").exists()
 
 
 def test_make_run_gives_the_same_history_to_the_last_digit(trained):

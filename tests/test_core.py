@@ -6,7 +6,7 @@
   and take the same first training steps from the same weights;
 - the trainer's numbers against a direct evaluation; divergence; seeding; another context for
   everything; the fused update against the book's `sgd` floats; numpy numbers; bad hyperparameters fail
-  before any work.
+  before any work; configurations reject unknown keys (with a hint) and wrong types.
 """
 from __future__ import annotations
 
@@ -250,3 +250,18 @@ def test_bad_seed_fails_before_any_work(isolated_dirs):
     for seed in (-1, 2 ** 32, 1.5):
         with pytest.raises(ValueError, match="seed must be a whole number"):
             train_scratch(seed=seed, log=None)
+
+
+def test_a_configuration_is_strict_about_keys_and_types():
+    # Issue 16, finding 3: an unknown key was dropped (the run trained 5 epochs, not the 1 asked for), and
+    # wrong types escaped as TypeErrors.
+    from dropout_gluon import RunConfig
+
+    with pytest.raises(ValueError, match=r"unknown configuration key 'epochs' \(did you mean 'num_epochs'\?\)"):
+        RunConfig.from_dict({"model": "gluon", "epochs": 1})
+    with pytest.raises(ValueError, match="data_dir must be a folder's path"):
+        RunConfig.from_dict({"data_dir": 5})
+    with pytest.raises(ValueError, match=r"data_release must be one of 'final', 'first', got \[\]"):
+        RunConfig(data_release=[])
+    saved = {**RunConfig(model="gluon").to_dict(), "data_folder": "/data", "computed_with": {}}
+    assert RunConfig.from_dict(saved) == RunConfig(model="gluon")  # what config.json holds beside the fields
