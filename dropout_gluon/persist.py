@@ -27,6 +27,12 @@ CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS = (
 RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS)
 
 
+# Read once, as the module loads: reading it means setting it, which would race with threads that create
+# files or start processes (the sweep's pool) if it were done on every write.
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
+
 class ModelFileError(Exception):
     """A parameters file that is missing, unreadable, truncated, or not one of this project's models."""
 
@@ -38,9 +44,7 @@ def atomic_write(path: os.PathLike | str, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give the usual permissions
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes files private; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

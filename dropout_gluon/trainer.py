@@ -156,7 +156,9 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
         train_l, train_acc = _mean(train_l_sum, n, "train_iter"), _mean(train_acc_sum, n, "train_iter")
         kind = divergence(train_l, train_acc, history)
         if kind:
-            raise TrainingDiverged(epoch, kind, train_l, lr if trainer is None else trainer.learning_rate, history)
+            # (any object with `step` can be the trainer: the hint names its learning rate only if it has one)
+            used_lr = lr if trainer is None else getattr(trainer, "learning_rate", None)
+            raise TrainingDiverged(epoch, kind, train_l, used_lr, history)
         test_acc = evaluate_accuracy(test_iter, net)
         history.append(Epoch(epoch, train_l, train_acc, test_acc, time.perf_counter() - start))
         if on_epoch is not None:  # first, so that an epoch whose line was printed is also recorded

@@ -165,6 +165,19 @@ def test_divergence_raises_with_history():
     assert len(e.value.history) == e.value.epoch - 1
 
 
+def test_divergence_with_a_trainer_that_only_steps():
+    # train_ch3 takes any object with `step`: on divergence it must not ask it for a learning rate it lacks.
+    train_iter, test_iter = _tiny_iters()
+    net = ScratchNet(0, 0)
+
+    class Stepper:
+        def step(self, batch_size):
+            sgd_fused(net.params, 1e30, batch_size)
+
+    with pytest.raises(TrainingDiverged, match="smaller learning rate$"):
+        train_ch3(net, train_iter, test_iter, gloss.SoftmaxCrossEntropyLoss(), 20, 16, trainer=Stepper(), log=None)
+
+
 def test_train_functions_use_data_iters_and_seed():
     iters = _tiny_iters()
     _, a = train_scratch(2, data_iters=iters, seed=3, log=None)

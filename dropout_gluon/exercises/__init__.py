@@ -22,13 +22,14 @@ __all__ = ["DEFAULT_EPOCHS", "DEFAULT_SEEDS", "EXERCISES", "QUICK", "ExerciseRes
 def run_all(names=EXERCISES, *, quick: bool = False, seeds=None, epochs: int | None = None, model: str = "gluon",
             data_release: str = DEFAULT_RELEASE, data_dir=None, out_dir: os.PathLike | str = "runs/exercises",
             cache_dir: os.PathLike | str = "runs/exercises", dataset: Dataset | None = None,
-            jobs: int | None = None, scheduler: str | None = None, progress: bool = True,
+            jobs: int | None = 1, scheduler: str | None = None, progress: bool = True,
             after_run: Callable[[dict], None] | None = None) -> dict:
     """Train (or reuse) the runs of the exercises `names` as one sweep, then write each one's table and plot.
 
-    Runs that two exercises share are trained once. `jobs` worker processes train them (None: one per
-    core), or the Dask scheduler at `scheduler` (`sweep`). Returns `{name: ExerciseResult}`. Only the
-    default sweep in portable numerics may write into the committed results' folder, docs/exercises.
+    Runs that two exercises share are trained once, in this process (`jobs=1`), by `jobs` worker processes
+    (None: one per core, the command line's default), or on the Dask scheduler at `scheduler` (`sweep`).
+    Returns `{name: ExerciseResult}`. Only the default sweep in portable numerics may write into the
+    committed results' folder, docs/exercises.
     """
     plans = [plan(name, quick=quick, seeds=seeds, epochs=epochs, model=model, data_release=data_release,
                   data_dir=data_dir) for name in names]

@@ -53,8 +53,9 @@ def seeds_of(seeds, quick: bool) -> tuple:
             raise ValueError(f"seeds must be at least 1, got {seeds}")
         return tuple(range(int(seeds)))
     seeds = tuple(seeds)
-    if not seeds or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seeds must be a count >= 1 or a list of whole numbers, got {seeds!r}")
+    if (not seeds or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or len(set(seeds)) < len(seeds)):  # a repeated seed would be counted as another sample
+        raise ValueError(f"seeds must be a count >= 1 or a list of distinct whole numbers >= 0, got {seeds!r}")
     return tuple(int(s) for s in seeds)
 
 

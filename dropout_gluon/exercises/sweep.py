@@ -121,17 +121,18 @@ class SweepFailed(Exception):
 
 
 def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/exercises",
-          dataset: Dataset | None = None, jobs: int | None = None, scheduler: str | None = None,
+          dataset: Dataset | None = None, jobs: int | None = 1, scheduler: str | None = None,
           progress: bool = True, after_run: Callable[[dict], None] | None = None) -> dict:
     """Run every configuration not already in the cache; return `{key: record}` for all of them.
 
-    Runs go to `jobs` worker processes on this machine (None: one per core; 1: this process), or to the
+    Runs go to `jobs` worker processes on this machine (1, the default: this process, so a script needs no
+    `if __name__ == "__main__":` guard; None: one per core, as the command line does), or to the
     Dask scheduler at `scheduler`; each record is stored as soon as it comes back, and `after_run(record)`
     is called. The data is `dataset` if given (it must be the configurations' release), else the
     configured release and folder; on Dask, each worker's own. A run whose worker dies is retried once;
     runs that fail are reported, the others kept, and `SweepFailed` raised at the end.
     """
-    jobs = usable_cpus() if jobs is None else whole(jobs, "jobs")
+    jobs = usable_cpus() if jobs is None else whole(jobs, "jobs")  # (None: the command line's default)
     cache = RunCache(cache_dir)
     configs = list({key(c): c for c in configs}.values())  # a configuration shared by two arms runs once
     records = {key(c): cache.get(c) for c in configs}
