@@ -56,8 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = Parser(prog="dropout-gluon", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
                     description="The Dropout chapter of Dive into Deep Learning, runnable.")
     sub = parser.add_subparsers(dest="command", required=True)
-    defaults = RunConfig.__new__(RunConfig)  # the fields' defaults, for the help (not validated: no MXNet mode needed)
-    defaults.__dict__.update({f.name: f.default for f in dataclasses.fields(RunConfig)})
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}  # for the help (nothing to validate)
 
     train = sub.add_parser("train", help="train the chapter's models, printing the book's lines",
                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     for option, type_ in (("epochs", int), ("lr", float), ("batch-size", int), ("drop-prob1", float),
                           ("drop-prob2", float), ("seed", int)):
         field = TRAIN_OPTIONS[option.replace("-", "_")]
-        train.add_argument(f"--{option}", type=type_, default=None, help=f"default {getattr(defaults, field)}")
+        train.add_argument(f"--{option}", type=type_, default=None, help=f"default {defaults[field]}")
     add_data_arguments(train, release=None)
     train.add_argument("--out", default=None, help="folder for history, plot, parameters and configuration "
                                                    "(default: a new folder under runs/)")

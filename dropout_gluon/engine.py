@@ -35,8 +35,6 @@ PORTABLE_FLOOR = "avx"  # the Sandybridge kernel's instruction set
 # Variables with which a user (or the benchmark) chooses MXNet's engine; if any is set, we add no second worker.
 USER_CHOICES = ("MXNET_CPU_WORKER_NTHREADS", "MXNET_ENGINE_TYPE", "OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS",
                 "MXNET_OPTIMIZER_AGGREGATION_SIZE")
-# What native mode may set (a user's own value of any of these is kept).
-NATIVE_CHOICES = ("OPENBLAS_CORETYPE", "MXNET_MKLDNN_ENABLED", "DNNL_MAX_CPU_ISA")
 
 
 def usable_cpus() -> int:
@@ -81,10 +79,6 @@ def choose(environ, flags: set, machine: str) -> str:
     if asked == "portable" and not portable_ok:
         raise NumericsError("portable numerics need an x86-64 processor with AVX (OpenBLAS's Sandybridge kernel); "
                             "this one has none: use --numerics native (its digits differ from the README's)")
-    if not asked and not portable_ok:
-        global FALLBACK
-        FALLBACK = ("this processor has no AVX, which portable numerics need, so the package computes in native "
-                    "numerics: the digits differ from the README's")
     return asked or ("portable" if portable_ok else "native")
 
 
@@ -133,27 +127,27 @@ def settings(environ, cpus: int, machine: str, mode: str, flags: set) -> dict:
 MODE = None          # the mode MXNet was loaded in (load_mxnet)
 FALLBACK = None      # why the default is native here (a processor below portable's floor), or None
 PROBLEM = None       # why the mode asked for cannot be had (raised when a run is made), or None
-ADDED = {}           # the variables load_mxnet set
-_BEFORE = {}         # their values before (None: unset), for a child process in another mode
+_BEFORE = {}         # the variables load_mxnet set, and their values before (None: unset), for environ_for
 
 
 def load_mxnet() -> dict:
     """Import MXNet in the mode `DROPOUT_GLUON_NUMERICS` asks for; return the variables added (nothing if
     MXNet was already loaded: its numerics are then MXNet's defaults, recorded as native)."""
-    global MODE, PROBLEM
-    model, flags = cpuinfo()
+    global MODE, PROBLEM, FALLBACK
+    _, flags = cpuinfo()
     try:
         MODE = choose(os.environ, flags, platform.machine())
     except NumericsError as e:  # raised when a run is made, so that importing the package still works
         MODE, PROBLEM = "native", str(e)
+    if MODE == "native" and not os.environ.get(MODE_VAR):  # the default, on a processor below portable's floor
+        FALLBACK = ("this processor has no AVX, which portable numerics need, so the package computes in native "
+                    "numerics: the digits differ from the README's")
     added = {} if "mxnet" in sys.modules else settings(os.environ, usable_cpus(), platform.machine(), MODE, flags)
     if "mxnet" in sys.modules and MODE == "portable":  # too late to pin anything: MXNet's own choices stand
-        global FALLBACK
         MODE, FALLBACK = "native", ("mxnet was imported before dropout_gluon, so MXNet computes with its own "
                                     "choices (native numerics): import dropout_gluon first for the README's digits")
         warnings.warn(FALLBACK, stacklevel=3)
     _BEFORE.update({k: os.environ.get(k) for k in added})
-    ADDED.update(added)
     os.environ.update(added)
     os.environ[MODE_VAR] = MODE  # child processes (sweep workers) compute the same way
     try:

@@ -39,8 +39,8 @@ X86_AVX = engine.is_x86(os.uname().machine) and "avx" in engine.cpuinfo()[1]
 def run_on(machine: dict, args: list, numerics: str = "portable") -> subprocess.CompletedProcess:
     """`args` run in a fresh process on the simulated `machine`, in `numerics` mode."""
     cores = sorted(os.sched_getaffinity(0))[:machine["cores"]]
-    env = {k: v for k, v in os.environ.items() if k not in engine.ADDED and k not in engine.PORTABLE}
-    env.update({k: v for k, v in machine.items() if k != "cores"}, **{engine.MODE_VAR: numerics})
+    env = engine.environ_for(numerics)
+    env.update({k: v for k, v in machine.items() if k != "cores"})
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, check=False,
                           preexec_fn=lambda: os.sched_setaffinity(0, cores))
 
@@ -68,8 +68,7 @@ def test_native_names_the_kernel_for_the_instruction_set(flags, expected):
     assert engine.native_settings({"OPENBLAS_CORETYPE": "Zen", "MXNET_MKLDNN_ENABLED": "1"}, flags) == {}
 
 
-def test_the_mode_asked_for_or_one_line_saying_why_not(monkeypatch):
-    monkeypatch.setattr(engine, "FALLBACK", None)  # (choose notes a fallback in it)
+def test_the_mode_asked_for_or_one_line_saying_why_not():
     assert engine.choose({}, {"avx"}, "x86_64") == "portable"
     assert engine.choose({}, {"avx"}, "aarch64") == "native"
     assert engine.choose({engine.MODE_VAR: "native"}, {"avx"}, "x86_64") == "native"
@@ -88,18 +87,23 @@ def test_a_run_asks_only_for_the_mode_this_process_loaded():
         RunConfig(numerics="fast")
 
 
-def test_by_default_a_processor_below_the_floor_computes_natively_and_says_so(monkeypatch):
-    monkeypatch.setattr(engine, "FALLBACK", None)
-    assert engine.choose({}, {"sse4_2"}, "x86_64") == "native"
-    assert "no AVX" in engine.FALLBACK and "differ from the README's" in engine.FALLBACK
+# /proc/cpuinfo cannot be edited: the engine module is loaded first, with an older processor's flags, then `code`.
+ON_AN_OLD_PROCESSOR = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location("
+                       f"'dropout_gluon.engine', {str(Path(engine.__file__))!r}); e = importlib.util.module_from_spec("
+                       "spec); sys.modules[spec.name] = e; spec.loader.exec_module(e); "
+                       "e.cpuinfo = lambda: ('old', {'sse4_2'}); ")
+
+
+def test_by_default_a_processor_below_the_floor_computes_natively_and_says_so():
+    env = {k: v for k, v in engine.environ_for("portable").items() if k != engine.MODE_VAR}
+    code = ON_AN_OLD_PROCESSOR + "import dropout_gluon; print(e.MODE); print(e.FALLBACK)"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    mode, fallback = result.stdout.splitlines()[-2:]
+    assert mode == "native" and "no AVX" in fallback and "differ from the README's" in fallback
 
 
 def test_a_processor_below_the_floor_is_refused_in_one_line(tmp_path):
-    # /proc/cpuinfo cannot be edited: the engine module is loaded first, with an older processor's flags.
-    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('dropout_gluon.engine', "
-            f"{str(Path(engine.__file__))!r}); e = importlib.util.module_from_spec(spec); "
-            "sys.modules[spec.name] = e; spec.loader.exec_module(e); e.cpuinfo = lambda: ('old', {'sse4_2'}); "
-            "from dropout_gluon.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = ON_AN_OLD_PROCESSOR + "from dropout_gluon.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**engine.environ_for("portable")}
     result = subprocess.run([sys.executable, "-c", code, "train", "--out", str(tmp_path / "out")], env=env,
                             capture_output=True, text=True, check=False)

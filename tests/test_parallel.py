@@ -90,10 +90,8 @@ def _processes_with(token: str) -> list:
 def test_ctrl_c_stops_every_worker_and_the_sweep_resumes(one_job, tmp_path):
     token = f"DROPOUT_GLUON_TEST={uuid.uuid4()}"  # every process of this sweep inherits it
     cache = tmp_path / "cache"
-    command = [sys.executable, "-m", "dropout_gluon", "exercise", "swap", "--quick", "--epochs", "6", "--jobs", "2",
-               "--out", str(tmp_path / "out"), "--cache", str(cache), "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, token.split("=")[0]: token.split("=")[1]})
+    process = subprocess.Popen(_sweep_command(tmp_path, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=_with(token))
     deadline = time.monotonic() + 120
     while not list(cache.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -189,6 +187,12 @@ def test_a_worker_that_cannot_be_started_fails_its_run_in_one_line(tmp_path, mon
         exercises.run_exercise("swap", jobs=2, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", **QUICK)
 
 
+def _with(token: str) -> dict:
+    """This environment plus `token` (NAME=VALUE), which every process of a sweep started with it inherits."""
+    name, value = token.split("=")
+    return {**os.environ, name: value}
+
+
 def _sweep_command(tmp_path, cache) -> list:
     return [sys.executable, "-m", "dropout_gluon", "exercise", "swap", "--quick", "--epochs", "6", "--jobs", "2",
             "--out", str(tmp_path / "out"), "--cache", str(cache), "--no-progress"]
@@ -205,7 +209,7 @@ def _wait_for_workers(token: str, process, count: int = 3) -> None:
 def test_workers_exit_when_the_sweeps_process_is_killed(tmp_path):
     token = f"DROPOUT_GLUON_TEST={uuid.uuid4()}"
     process = subprocess.Popen(_sweep_command(tmp_path, tmp_path / "cache"), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env={**os.environ, token.split("=")[0]: token.split("=")[1]})
+                               stderr=subprocess.DEVNULL, env=_with(token))
     _wait_for_workers(token, process)
     process.kill()  # SIGKILL, as a timeout, the OOM killer or a closed terminal would
     process.wait()
@@ -220,8 +224,7 @@ def test_ctrl_c_in_a_terminal_prints_one_line(tmp_path):
     token = f"DROPOUT_GLUON_TEST={uuid.uuid4()}"
     process = subprocess.Popen(_sweep_command(tmp_path, tmp_path / "cache"), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={**os.environ, token.split("=")[0]: token.split("=")[1]},
-                               preexec_fn=None)
+                               env=_with(token))
     _wait_for_workers(token, process, count=2)  # the workers may still be loading MXNet: the riskiest moment
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
