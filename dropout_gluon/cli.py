@@ -8,10 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from . import data, engine, exercises, persist, run
+from . import data, engine, exercises, fashion_mnist, persist, run
 from .config import RunConfig
-from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, RELEASES, DataError
-from .persist import CONFIG, CURVES, PARAMS, PREDICTIONS, ModelFileError
+from .download import fetch_release
+from .errors import UserError
+from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, RELEASES
+from .persist import CONFIG, CURVES, PARAMS, PREDICTIONS
 from .plots import plot_history, show_predictions
 from .trainer import History, TrainingDiverged, evaluate_accuracy
 
@@ -83,7 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_data_arguments(predict, release=None)
     predict.add_argument("--ctx", choices=["cpu", "gpu"], default="cpu")
 
-    status = sub.add_parser("data", help="find and verify Fashion-MNIST; 'fetch' downloads what is missing")
+    status = sub.add_parser("data", help="find Fashion-MNIST ('status'), check every file's hashes again "
+                                         "('verify'), or download what is missing ('fetch', into --data-dir if given)")
     status.add_argument("action", nargs="?", choices=["status", "verify", "fetch"], default="status")
     add_data_arguments(status)
 
@@ -143,28 +146,34 @@ def get_ctx(name: str):
     import mxnet as mx
 
     if name.startswith("gpu") and mx.context.num_gpus() == 0:
-        raise ValueError("--ctx gpu: this MXNet sees no GPU (a CPU-only build, or no CUDA device); "
+        raise UserError("--ctx gpu: this MXNet sees no GPU (a CPU-only build, or no CUDA device); "
                          "install a CUDA build of MXNet 1.9.1 (e.g. mxnet-cu112) or use --ctx cpu")
     return RunConfig(ctx=name).context()
 
 
 def cmd_train(args) -> None:
     configs = run_configs(args)
+    out = persist.RunFolder(args.out)  # checked before the data is read; the run takes its place as it ends
+    try:
+        train_models(configs, out)
+    finally:
+        out.finish()
+
+
+def train_models(configs: list, out: persist.RunFolder) -> None:
     first = configs[0]  # the models share the data (what RunConfig says of it is the same for both)
     dataset = data.load_dataset(first.data_dir, first.data_release)
     train_iter, test_iter = data.data_iters(dataset, first.batch_size, first.loader, first.train_size,
                                             first.test_size)
-    out = persist.new_run_folder(args.out)
     print(f"# data: {dataset.source}", flush=True)
     print(f"# numerics: {engine.summary(engine.describe())}", flush=True)
     if engine.FALLBACK:
         print(f"dropout-gluon: note: {engine.FALLBACK}", file=sys.stderr)
     histories = {}
     for config in configs:
-        title, folder = TITLES[config.model], out / config.model
-        folder.mkdir(exist_ok=True)
-        for stale in persist.RUN_FILES:
-            (folder / stale).unlink(missing_ok=True)  # a rerun into the same --out must not mix two runs
+        # Written in out.work, named as it will be when the run ends: out.path.
+        title, folder, final = TITLES[config.model], out.work / config.model, out.path / config.model
+        folder.mkdir()
         persist.save_config(config, dataset.source, folder)
         print(f"# {title}: epochs {config.num_epochs}, lr {config.lr}, batch size {config.batch_size}, drop_prob1 "
               f"{config.drop_prob1}, drop_prob2 {config.drop_prob2}, seed {config.seed}", flush=True)
@@ -176,17 +185,18 @@ def cmd_train(args) -> None:
                                on_epoch=lambda _, history=history, folder=folder: persist.save_history(history, folder))
         except TrainingDiverged as e:
             persist.save_history(history, folder)  # also when no epoch finished: an empty table, not nothing
-            raise Stopped(f"{e}; the history of the epochs before is in {folder}", 3) from None
+            raise Stopped(f"{e}; the history of the epochs before is in {final}", 3) from None
         except KeyboardInterrupt:
             persist.save_history(history, folder)
-            raise Stopped(f"interrupted; the finished epochs' history is in {folder}", 130) from None
+            raise Stopped(f"interrupted; the finished epochs' history is in {final}", 130) from None
         persist.save_model(net, folder / PARAMS)
         plot_history({title: history}, folder / CURVES)
         histories[title] = history
         print(f"# {title}: {sum(history.column('seconds')):.1f} s; history, {CURVES}, {PARAMS} and {CONFIG} in "
-              f"{folder}", flush=True)
+              f"{final}", flush=True)
     if len(histories) > 1:
-        print(f"# both models' curves: {plot_history(histories, out / CURVES)}")
+        plot_history(histories, out.work / CURVES)
+        print(f"# both models' curves: {out.path / CURVES}")
 
 
 def _print_flush(line: str) -> None:
@@ -195,12 +205,12 @@ def _print_flush(line: str) -> None:
 
 def cmd_predict(args) -> None:
     if not 1 <= args.n <= 100:
-        raise ValueError(f"--n must be between 1 and 100, got {args.n}")
+        raise UserError(f"--n must be between 1 and 100, got {args.n}")
     ctx = get_ctx(args.ctx)
     params = Path(args.params)
     out = Path(args.out) if args.out else params.parent / PREDICTIONS
     if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise ValueError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
+        raise UserError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
                          f"writable; give a .png file path")
     net, kind = persist.load_model(params, ctx)
     trained_on, numerics = persist.trained_with(params)
@@ -231,9 +241,11 @@ def cmd_predict(args) -> None:
 
 
 def cmd_data(args) -> None:
-    release = args.data_release
-    if args.action == "fetch":
-        data.load_dataset(args.data_dir, release)  # downloads the release if no folder holds it whole
+    release, chosen = args.data_release, data.chosen_dir(args.data_dir)
+    if args.action == "fetch" and chosen:
+        fetch_release(release, chosen[0])  # into the folder chosen: what it lacks of the release
+    elif args.action == "fetch":
+        data.load_dataset(None, release)  # downloads the release if no folder of the search holds it whole
     rows = data.status(args.data_dir, release)
     used = next((folder for folder, why in rows if why is None), None)
     print(f"Fashion-MNIST {release} release ({RELEASES[release]}); the folders searched, in order (* = used):")
@@ -242,6 +254,11 @@ def cmd_data(args) -> None:
               else f"    {why[0]}")
     if used is None:
         data.load_dataset(args.data_dir, release, download=False)  # raises the error a run would give
+    if args.action == "verify":
+        print(f"{used}, each file read and hashed again:")
+        for name, found in fashion_mnist.scan(used).items():
+            got, _, checksum = fashion_mnist.verify(found.path, name)
+            print(f"  {found.path.name}: the {got} release ({checksum})")
 
 
 def cmd_exercise(args) -> None:
@@ -286,7 +303,7 @@ def main(argv=None) -> int:
         args = parse_args(argv)
         reexec_for(getattr(args, "numerics", None) or saved_numerics(getattr(args, "config", None)), argv)
         commands[args.command](args)
-    except (ValueError, DataError, ModelFileError, exercises.SweepFailed) as e:
+    except UserError as e:  # one class: a ValueError of any other kind is a bug, and keeps its traceback
         print(f"dropout-gluon: error: {e}", file=sys.stderr)
         return 2
     except Stopped as e:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 import os
 import re
+from typing import Callable
 
 from . import engine
+from .errors import UserError
 from .fashion_mnist import DEFAULT_RELEASE, check_release
 from .gluon_net import check_gluon_drop_prob
 from .scratch import check_drop_prob
@@ -29,7 +32,7 @@ def whole(value, name: str, minimum: int = 1, maximum: int | None = None) -> int
     if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
             or (maximum is not None and value > maximum)):
         bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name} must be a whole number {bound}, got {value!r}")
+        raise UserError(f"{name} must be a whole number {bound}, got {value!r}")
     return int(value)
 
 
@@ -37,15 +40,30 @@ def real(value, name: str, *, positive: bool) -> float:
     """`value` as a finite float, > 0 if `positive` else >= 0, or a ValueError."""
     if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
             or value < 0 or (positive and value == 0)):
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+        raise UserError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
     return float(value)
 
 
 def one_of(value, name: str, choices: tuple) -> str:
     """`value` if it is one of `choices`, or a ValueError listing them."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise UserError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def renamed(**new_names) -> Callable:
+    """Keep a function's old keyword names working (they were public): `f(root=x)` is `f(data_dir=x)`."""
+    def wrap(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def call(*args, **kwargs):
+            for old, new in new_names.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise UserError(f"{old}= is the old name of {new}=: give only {new}=")
+                    kwargs[new] = kwargs.pop(old)
+            return f(*args, **kwargs)
+        return call
+    return wrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,12 +107,12 @@ class RunConfig:
         set_("data_release", check_release(self.data_release))
         if self.data_dir is not None:
             if not isinstance(self.data_dir, (str, os.PathLike)):
-                raise ValueError(f"data_dir must be a folder's path (a string), got {self.data_dir!r}")
+                raise UserError(f"data_dir must be a folder's path (a string), got {self.data_dir!r}")
             set_("data_dir", os.fspath(self.data_dir))
         set_("loader", one_of(self.loader, "loader", LOADERS))
         ctx = CONTEXT.fullmatch(str(self.ctx))
         if not ctx:
-            raise ValueError(f"ctx must be 'cpu', 'gpu' or e.g. 'gpu(1)', got {self.ctx!r}")
+            raise UserError(f"ctx must be 'cpu', 'gpu' or e.g. 'gpu(1)', got {self.ctx!r}")
         set_("ctx", f"{ctx[1]}({ctx[2] or 0})")
         # MXNet's numerics are fixed as it loads: a run can only ask for the mode this process computes in.
         set_("numerics", engine.check_mode(self.numerics or ("portable" if engine.PROBLEM else engine.MODE)))
@@ -116,7 +134,7 @@ class RunConfig:
         for name in values:
             if name not in fields and name not in SAVED_BESIDE:
                 close = difflib.get_close_matches(str(name), fields, n=1)
-                raise ValueError(f"unknown configuration key {name!r}" + (f" (did you mean {close[0]!r}?)" if close
+                raise UserError(f"unknown configuration key {name!r}" + (f" (did you mean {close[0]!r}?)" if close
                                  else "") + f"; the keys are {', '.join(fields)}")
         return cls(**{k: v for k, v in values.items() if k in fields})
 

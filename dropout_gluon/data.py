@@ -4,6 +4,7 @@ And wrappers of a data iterator: its batches on another device, a progress bar o
 """
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from mxnet import gluon, nd
 
-from .config import LOADERS, one_of, whole
+from .config import LOADERS, one_of, renamed, whole
 from .download import fetch_release
 from .fashion_mnist import (
     DEFAULT_RELEASE,
@@ -48,37 +49,40 @@ def default_dirs() -> list:
     return list(dict.fromkeys([mxnet_dir(), DEBIAN_DIR, download_dir("final")]))
 
 
-def chosen_dir(root=None) -> tuple | None:
-    """`(folder, who chose it)` if the caller chose a folder (`root`, else $DROPOUT_GLUON_DATA), else None."""
-    if root is not None:
-        return Path(root).expanduser(), "root= / --data-dir"
+def chosen_dir(data_dir=None) -> tuple | None:
+    """`(folder, who chose it)` if the caller chose a folder (`data_dir`, else $DROPOUT_GLUON_DATA), else None."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser(), "data_dir= / --data-dir"
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser(), ENV_VAR
     return None
 
 
-def status(root=None, release: str = DEFAULT_RELEASE) -> list:
+@renamed(root="data_dir", release="data_release")
+def status(data_dir=None, data_release: str = DEFAULT_RELEASE) -> list:
     """`[(folder, problem)]` for each folder a run would look at, in order; `problem` is None where it is usable."""
-    check_release(release)
-    chosen = chosen_dir(root)
+    release = check_release(data_release)
+    chosen = chosen_dir(data_dir)
     return [(folder, _open(folder, release)[1]) for folder in ([chosen[0]] if chosen else default_dirs())]
 
 
-def load_dataset(root=None, release: str = DEFAULT_RELEASE, *, download: bool = True,
+@renamed(root="data_dir", release="data_release")
+def load_dataset(data_dir=None, data_release: str = DEFAULT_RELEASE, *, download: bool = True,
                  urls: Sequence[str] | None = None) -> Dataset:
-    """The four verified files of `release`, all from one folder.
+    """The four verified files of `data_release`, all from one folder.
 
-    A folder the caller chose (`root`, else $DROPOUT_GLUON_DATA) must hold them, or this fails saying why.
-    Otherwise the first folder of `default_dirs()` that holds them whole is used; failing that, `release`
-    is downloaded from a mirror that serves it (if `download`).
+    A folder the caller chose (`data_dir`, else $DROPOUT_GLUON_DATA) must hold them, or this fails saying
+    why. Otherwise the first folder of `default_dirs()` that holds them whole is used; failing that, the
+    release is downloaded from a mirror that serves it (if `download`). (`root=` and `release=`, the old
+    names, still work.)
     """
-    check_release(release)
-    chosen = chosen_dir(root)
+    release = check_release(data_release)
+    chosen = chosen_dir(data_dir)
     if chosen:
         folder, who = chosen
         dataset, why = _open(folder, release)
         if why:
-            other = f"unset {ENV_VAR}" if who == ENV_VAR else "leave out root= / --data-dir"
+            other = f"unset {ENV_VAR}" if who == ENV_VAR else "leave out data_dir= / --data-dir"
             raise DataError(f"the data folder ({who}): {why[0]}; {why[1]} (or {other} to search the usual folders)")
         return dataset
     passed = []
@@ -132,6 +136,12 @@ class DataIter:
 
     def __len__(self) -> int:
         return (self.labels.shape[0] + self.batch_size - 1) // self.batch_size
+
+    def unshuffled(self) -> DataIter:
+        """The same batches in order, on the same float32 images (not a second copy of them)."""
+        twin = copy.copy(self)
+        twin.shuffle = False
+        return twin
 
     def __iter__(self) -> Iterator:
         n, b = self.labels.shape[0], self.batch_size

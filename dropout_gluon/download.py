@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-from .fashion_mnist import DEFAULT_RELEASE, NAMES, DataError, identify, scan
+from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, NAMES, DataError, identify, scan
 from .persist import atomic_write
 
 
@@ -22,8 +22,14 @@ def mirrors(release: str) -> list:
 
 
 def fetch_release(release: str, dest: Path, *, urls: Sequence[str] | None = None, **kwargs) -> None:
-    """Download into `dest` each file of `release` that `dest` does not already hold, verified."""
+    """Download into `dest` each file of `release` that is missing there or damaged, verified; never into a
+    folder that holds another release's files (they would be replaced, or mixed with these)."""
     found = scan(dest)
+    other = sorted({f.release for f in found.values()} - {release, None})
+    if other:
+        raise DataError(f"{dest} holds files of the {other[0]} release, which a download of the {release} release "
+                        f"would replace or mix with other data; download it into a folder of its own "
+                        f"(--data-dir or {ENV_VAR})")
     for name in NAMES:
         if found[name].release != release:
             fetch(name, dest, release, urls=urls, **kwargs)

@@ -25,6 +25,8 @@ import platform
 import sys
 import warnings
 
+from .errors import UserError
+
 MODES = ("portable", "native")
 MODE_VAR = "DROPOUT_GLUON_NUMERICS"
 PORTABLE = {"OPENBLAS_CORETYPE": "Sandybridge", "MXNET_MKLDNN_ENABLED": "0", "OMP_NUM_THREADS": "1",
@@ -65,7 +67,7 @@ def cpuinfo() -> tuple:
     return info.get("model name", "unknown processor"), set(info.get("flags", "").split())
 
 
-class NumericsError(ValueError):
+class NumericsError(UserError):
     """A numerics mode that cannot be had here (unknown, or a processor below portable's floor)."""
 
 

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .errors import UserError
+
 ENV_VAR = "DROPOUT_GLUON_DATA"  # a folder holding the four files (.gz or raw IDX) of one release
 RELEASES = {"final": "2017-08-31", "first": "2017-08-26"}
 DEFAULT_RELEASE = "final"  # available offline everywhere, and what every other library ships
@@ -69,14 +71,14 @@ FILES = {  # release -> file -> spec, from shared/data/fashion-mnist-checksums.t
 }
 
 
-class DataError(Exception):
+class DataError(UserError):
     """Missing, unreadable, corrupt or mixed data; the message says which folder or file, what and what to do."""
 
 
 def check_release(release) -> str:
     """Return `release` if it names a release of Fashion-MNIST, else raise ValueError."""
     if not isinstance(release, str) or release not in RELEASES:  # (a list is not a key: no TypeError)
-        raise ValueError(f"data_release must be one of {', '.join(map(repr, RELEASES))}, got {release!r}")
+        raise UserError(f"data_release must be one of {', '.join(map(repr, RELEASES))}, got {release!r}")
     return release
 
 
@@ -140,6 +142,13 @@ def _parse_idx(path: Path, payload: bytes) -> np.ndarray:
 
 def identify(path: os.PathLike | str, name: str) -> tuple:
     """`(release, array)` for a genuine copy of file `name`; a DataError saying what is wrong with any other."""
+    release, array, _ = verify(path, name)
+    return release, array
+
+
+def verify(path: os.PathLike | str, name: str) -> tuple:
+    """`(release, array, the checksum that matched)`, read and hashed anew; a DataError for anything but a
+    genuine copy of file `name`."""
     path = Path(path)
     raw = _read(path)
     payload = _payload(path, raw)
@@ -150,15 +159,17 @@ def identify(path: os.PathLike | str, name: str) -> tuple:
         raise DataError(f"{path} has shape {array.shape}, expected {' or '.join(map(str, sorted(shapes)))}: "
                         f"is it {name}?")
     # The payload hash first: it identifies Debian's re-gzipped copies and costs one pass.
-    sha256 = hashlib.sha256(payload).hexdigest()
-    release = next((r for r, spec in specs.items() if spec.payload_sha256 == sha256), None)
-    if release is None:
-        sha1, md5 = hashlib.sha1(raw).hexdigest(), hashlib.md5(raw).hexdigest()
-        release = next((r for r, spec in specs.items() if sha1 == spec.gz_sha1 or md5 == spec.gz_md5), None)
-    if release is None:
+    sums = {"payload SHA-256": hashlib.sha256(payload).hexdigest()}
+    match = [(r, "payload SHA-256") for r, spec in specs.items() if spec.payload_sha256 == sums["payload SHA-256"]]
+    if not match:
+        sums.update({".gz SHA-1": hashlib.sha1(raw).hexdigest(), ".gz MD5": hashlib.md5(raw).hexdigest()})
+        match = [(r, how) for r, spec in specs.items()
+                 for how, known in ((".gz SHA-1", spec.gz_sha1), (".gz MD5", spec.gz_md5)) if sums[how] == known]
+    if not match:
         raise DataError(f"{path} matches no release's published checksums (a damaged or different file)")
     array.setflags(write=False)  # shared by the cache below: nobody may change it in place
-    return release, array
+    release, how = match[0]
+    return release, array, f"{how} {sums[how]}"
 
 
 @functools.lru_cache(maxsize=16)

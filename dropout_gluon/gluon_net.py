@@ -4,6 +4,7 @@ from __future__ import annotations
 from mxnet import init
 from mxnet.gluon import nn
 
+from .errors import UserError
 from .scratch import check_drop_prob, num_hiddens1, num_hiddens2, num_outputs
 
 
@@ -11,7 +12,7 @@ def check_gluon_drop_prob(drop_prob, name: str = "drop_prob") -> float:
     """Like `check_drop_prob`, but below 1: MXNet's nn.Dropout(1.0) outputs NaN while training."""
     # Checked here because MXNet checks nothing: nn.Dropout(-0.1) is silently the identity.
     if check_drop_prob(drop_prob, name) == 1:
-        raise ValueError(f"{name} must be below 1 for the Gluon model (MXNet's nn.Dropout(1.0) "
+        raise UserError(f"{name} must be below 1 for the Gluon model (MXNet's nn.Dropout(1.0) "
                          f"outputs NaN), got {drop_prob!r}")
     return float(drop_prob)
 

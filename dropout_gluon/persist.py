@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import csv
 import datetime
+import errno
 import io
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -14,7 +17,8 @@ import mxnet as mx
 from mxnet import nd
 
 from . import engine
-from .config import RunConfig
+from .config import MODELS, RunConfig
+from .errors import UserError
 from .fashion_mnist import RELEASES, Source
 from .gluon_net import get_net
 from .scratch import ScratchNet, num_inputs, num_outputs
@@ -25,6 +29,7 @@ SCRATCH_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3"]
 CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS = (
     "config.json", "history.json", "history.csv", "model.params", "curves.png", "predictions.png")
 RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS)
+RUN_TEMP = re.compile(r"\.[\w.]+\.tmp[\w.]*")  # what atomic_write leaves behind if the process is killed
 
 
 # Read once, as the module loads: reading it means setting it, which would race with threads that create
@@ -33,7 +38,7 @@ UMASK = os.umask(0o022)
 os.umask(UMASK)
 
 
-class ModelFileError(Exception):
+class ModelFileError(UserError):
     """A parameters file that is missing, unreadable, truncated, or not one of this project's models."""
 
 
@@ -57,27 +62,78 @@ def write_text(path: os.PathLike | str, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def new_run_folder(out: str | None) -> Path:
-    """Create a run's output folder (default: a new one under runs/); a ValueError if it cannot be written."""
+def check_writable(folder: os.PathLike | str, option: str) -> Path:
+    """Create `folder` if need be and write a file in it, before any work; a UserError saying why it cannot be."""
+    folder = Path(folder)
     try:
-        if out is None:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            Path("runs").mkdir(exist_ok=True)
-            for k in range(1, 1000):  # mkdir without exist_ok claims the name: two runs never share one
-                path = Path("runs") / (stamp if k == 1 else f"{stamp}-{k}")
-                try:
-                    path.mkdir()
-                    break
-                except FileExistsError:
-                    continue
-        else:
-            path = Path(out)
-            path.mkdir(parents=True, exist_ok=True)
-        write_text(path / ".write-test", "")
-        (path / ".write-test").unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text(folder / ".write-test", "").unlink()
     except OSError as e:
-        raise ValueError(f"cannot write to --out {out or 'runs/'}: {e.strerror}; choose another folder") from None
-    return path
+        raise UserError(f"cannot write to {option} {folder}: {e.strerror}; choose another folder") from None
+    return folder
+
+
+class RunFolder:
+    """A run's output folder (`--out`; default a new one under runs/), checked before any work is done.
+
+    A run into a folder that holds a previous run is written into a fresh folder beside it, which takes
+    the folder's place when the run ends (done or stopped): the folder holds one run's files, never two
+    runs' side by side. A folder holding anything else is refused, so nothing of the user's is deleted.
+    """
+
+    def __init__(self, out: str | None):
+        try:
+            if out is None:  # a name of its own, claimed by mkdir (two runs never share one): written in place
+                self.path = self.work = _new_stamped(Path("runs"))
+                return
+            self.path = Path(out)
+            if self.path.exists():
+                foreign = _not_a_runs(self.path)
+                if foreign:
+                    raise UserError(f"--out {out} holds {foreign}, which is not a file of a run; choose a new or "
+                                    f"empty folder (or one that 'train' wrote, which a rerun replaces whole)")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.work = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
+        except OSError as e:
+            raise UserError(f"cannot write to --out {out or 'runs/'}: {e.strerror}; choose another folder") from None
+
+    def finish(self) -> Path:
+        """Put the run in its place: `path` then holds it whole. A run that wrote nothing changes nothing."""
+        if not any(self.work.iterdir()):
+            self.work.rmdir()
+        elif self.work != self.path:
+            os.chmod(self.work, 0o777 & ~UMASK)  # mkdtemp makes folders private
+            old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent))
+            if self.path.exists():
+                os.replace(self.path, old / "run")
+            os.replace(self.work, self.path)
+            shutil.rmtree(old)
+        return self.path
+
+
+def _new_stamped(parent: Path) -> Path:
+    parent.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for k in range(1, 1000):
+        try:
+            path = parent / (stamp if k == 1 else f"{stamp}-{k}")
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "a thousand runs started this second", str(parent))
+
+
+def _not_a_runs(folder: Path) -> str | None:
+    # The first thing in `folder` that 'train' would not have written there, if any.
+    if not folder.is_dir():
+        return "a file of that name"
+    for entry in folder.iterdir():
+        inside = list(entry.iterdir()) if entry.name in MODELS and entry.is_dir() else [entry]
+        for path in inside:
+            if path.name not in RUN_FILES and not RUN_TEMP.fullmatch(path.name):
+                return str(path)
+    return None
 
 
 def save_history(history: History, folder: Path) -> None:
@@ -107,11 +163,11 @@ def load_config(path: os.PathLike | str) -> RunConfig:
     try:
         values = json.loads(Path(path).read_text())
     except OSError as e:
-        raise ValueError(f"cannot read the configuration {path}: {e.strerror}") from None
+        raise UserError(f"cannot read the configuration {path}: {e.strerror}") from None
     except ValueError:
-        raise ValueError(f"{path} is not a JSON file; pass a config.json that 'dropout-gluon train' wrote") from None
+        raise UserError(f"{path} is not a JSON file; pass a config.json that 'dropout-gluon train' wrote") from None
     if not isinstance(values, dict):
-        raise ValueError(f"{path} holds no configuration; pass a config.json that 'dropout-gluon train' wrote")
+        raise UserError(f"{path} holds no configuration; pass a config.json that 'dropout-gluon train' wrote")
     return RunConfig.from_dict(values)
 
 

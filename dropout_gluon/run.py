@@ -10,7 +10,7 @@ from mxnet import gluon
 from mxnet.gluon import loss as gloss
 
 from . import config as defaults
-from .config import RunConfig
+from .config import RunConfig, renamed
 from .data import ToContext, load_dataset
 from .data import data_iters as make_iters
 from .fashion_mnist import DEFAULT_RELEASE
@@ -94,14 +94,15 @@ def train(config: RunConfig, data_iters: tuple | None = None, *, history: Histor
 
 
 def _chapter_experiment(model: str, doc: str) -> Callable:
-    # train_scratch and train_gluon: the chapter's two experiments, one definition.
+    # train_scratch and train_gluon: the chapter's two experiments, one definition (root=: data_dir's old name).
+    @renamed(root="data_dir")
     def experiment(num_epochs: int = defaults.num_epochs, lr: float = defaults.lr,
                    batch_size: int = defaults.batch_size, drop_prob1: float = defaults.drop_prob1,
-                   drop_prob2: float = defaults.drop_prob2, *, seed: int | None = 0, root=None,
+                   drop_prob2: float = defaults.drop_prob2, *, seed: int | None = 0, data_dir=None,
                    data_release: str = DEFAULT_RELEASE, loader: str = "memory", ctx=None,
                    data_iters: tuple | None = None, log: Callable[[str], None] | None = print,
                    on_epoch: Callable[[Epoch], None] | None = None) -> tuple:
-        config = RunConfig(model, num_epochs, lr, batch_size, drop_prob1, drop_prob2, seed=seed, data_dir=root,
+        config = RunConfig(model, num_epochs, lr, batch_size, drop_prob1, drop_prob2, seed=seed, data_dir=data_dir,
                            data_release=data_release, loader=loader, ctx="cpu" if ctx is None else ctx)
         return train(config, data_iters, on_epoch=on_epoch, log=log)
 

@@ -6,6 +6,8 @@ import numbers
 
 from mxnet import autograd, nd
 
+from .errors import UserError
+
 num_inputs, num_outputs, num_hiddens1, num_hiddens2 = 784, 10, 256, 256
 
 
@@ -14,7 +16,7 @@ def check_drop_prob(drop_prob, name: str = "drop_prob") -> float:
     # A ValueError, not the chapter's assert, which `python -O` removes.
     if (isinstance(drop_prob, bool) or not isinstance(drop_prob, numbers.Real)
             or math.isnan(drop_prob) or not 0 <= drop_prob <= 1):
-        raise ValueError(f"{name} must be a probability in [0, 1], got {drop_prob!r}")
+        raise UserError(f"{name} must be a probability in [0, 1], got {drop_prob!r}")
     return float(drop_prob)
 
 

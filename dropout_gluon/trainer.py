@@ -7,6 +7,7 @@ from typing import Callable, NamedTuple
 
 from mxnet import autograd, nd
 
+from .errors import UserError
 from .scratch import num_outputs
 
 
@@ -108,7 +109,7 @@ def _correct(y_hat: nd.NDArray, y: nd.NDArray) -> nd.NDArray:
 def _mean(total, n: int, what: str) -> float:
     # `total` starts as 0.0 and becomes an NDArray on the batches' device (CPU or GPU) at the first batch.
     if n == 0:
-        raise ValueError(f"{what} yielded no examples; check the data iterator")
+        raise UserError(f"{what} yielded no examples; check the data iterator")
     return float(total.asscalar()) / n
 
 

@@ -75,10 +75,51 @@ def test_bad_training_input(tmp_path, args, words):
     assert not (tmp_path / "out").exists()  # nothing written
 
 
-def test_out_that_cannot_be_written(tmp_path, real_data):
+def test_out_is_checked_before_the_data_is_read(tmp_path):
+    # Issue 16, finding 4: on a machine without the data, the --out that cannot be written is what is reported
+    # (it is checked first), for train as for exercise (which checked it only after the whole sweep).
     (tmp_path / "a-file").write_text("")
-    result = cli("train", "--epochs", "1", "--out", tmp_path / "a-file" / "out")
-    assert_one_line_error(result, "cannot write to --out")
+    for command in (["train", "--epochs", "1"], ["exercise", "swap", "--quick", "--cache", tmp_path / "cache"]):
+        result = cli(*command, "--out", tmp_path / "a-file" / "out", isolated=tmp_path / "empty")
+        assert_one_line_error(result, "cannot write to --out")
+        assert result.stdout == ""
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    result = cli("train", "--out", tmp_path / "mine", isolated=tmp_path / "empty")
+    assert_one_line_error(result, "notes.txt", "not a file of a run")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_a_rerun_into_the_same_out_replaces_the_whole_run(tmp_path, real_data):
+    # Issue 16, finding 4: the second run's files only, never two runs' side by side; a rerun that stops before
+    # writing anything (here: no data) leaves the previous run as it was; nothing is left beside --out.
+    out = tmp_path / "x"
+    assert cli("train", "--epochs", "1", "--out", out).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "gluon", "scratch"]
+    result = cli("train", "--model", "gluon", "--epochs", "2", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["gluon"]
+    assert len(json.loads((out / "gluon" / "history.json").read_text())) == 2
+    assert_one_line_error(cli("train", "--out", out, "--data-dir", tmp_path / "none"), "does not exist")
+    assert sorted(p.name for p in out.iterdir()) == ["gluon"]
+    assert json.loads((out / "gluon" / "config.json").read_text())["num_epochs"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+
+
+def test_only_user_errors_are_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    # Issue 16, finding 3: the CLI reports one class of error in one line; a ValueError from a bug is not it.
+    from dropout_gluon import cli as command_line, engine, exercises, persist
+    from dropout_gluon.errors import UserError
+    from dropout_gluon.fashion_mnist import DataError
+
+    for reported in (DataError, persist.ModelFileError, exercises.SweepFailed, engine.NumericsError):
+        assert issubclass(reported, UserError)
+    monkeypatch.setattr(command_line, "cmd_data", lambda args: (_ for _ in ()).throw(DataError("no data here")))
+    assert command_line.main(["data"]) == 2 and capsys.readouterr().err == "dropout-gluon: error: no data here\n"
+    monkeypatch.setattr(command_line, "cmd_data", lambda args: int("a bug"))
+    with pytest.raises(ValueError, match="invalid literal"):
+        command_line.main(["data"])
 
 
 def test_missing_data(tmp_path):

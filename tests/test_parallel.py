@@ -4,8 +4,9 @@
 - Ctrl-C on a parallel sweep: exit 130, finished runs kept, no worker process left behind; the same sweep
   then resumes without retraining them;
 - a worker killed mid-run is reported with its run, which is retried, and the result is unchanged;
-- a Dask cluster on 127.0.0.1 (a scheduler, two worker processes) gives the local records; a worker
-  without the data fails its runs with the data error, in one line;
+- a Dask cluster on 127.0.0.1 (a scheduler, two worker processes) gives the local records, and its workers
+  let go of their copies of the data after the sweep; a worker without the data fails its runs with the
+  data error, in one line;
 - native numerics reach the workers, and two jobs still give the records of one;
 - faults (issue 16, finding 2): an answer that cannot be unpickled fails its run in bounded time (the
   hand-written pool hung on it), a worker that cannot be started fails its run in one line, workers exit
@@ -126,11 +127,30 @@ def dask_cluster():
         yield cluster.scheduler_address
 
 
-def test_a_dask_cluster_gives_the_local_records(one_job, dask_cluster, tmp_path):
+def test_a_dask_cluster_gives_the_local_records_and_its_workers_let_go_of_the_data(one_job, dask_cluster, tmp_path):
+    import distributed
+
+    from dropout_gluon.exercises import pool
+
+    seen = []  # each worker's data iterators, as a run ends (one copy per worker, kept for its next runs)
     result = exercises.run_exercise("swap", scheduler=dask_cluster, out_dir=tmp_path / "out",
-                                    cache_dir=tmp_path / "cache", **QUICK)
+                                    cache_dir=tmp_path / "cache", **QUICK,
+                                    after_run=lambda _: seen.append(held(dask_cluster)))
     assert comparable(stored(tmp_path / "cache")) == comparable(one_job[0])
     assert result.table == one_job[1]
+    assert any(sum(counts.values()) for counts in seen)  # the workers did hold the data during the sweep
+    with distributed.Client(dask_cluster) as client:  # and hold none after it (issue 16, finding 5)
+        assert set(client.run(lambda: pool.iterators.cache_info().currsize).values()) == {0}
+
+
+def held(address: str) -> dict:
+    """How many sets of data iterators each Dask worker holds."""
+    import distributed
+
+    from dropout_gluon.exercises import pool
+
+    with distributed.Client(address) as client:
+        return client.run(lambda: pool.iterators.cache_info().currsize)
 
 
 def test_a_dask_worker_without_the_data_fails_its_runs_in_one_line(real_data, tmp_path):

@@ -9,7 +9,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..errors import UserError
 from ..fashion_mnist import DEFAULT_RELEASE, Dataset
+from ..persist import check_writable
 from .plan import DEFAULT_EPOCHS, DEFAULT_SEEDS, EXERCISES, QUICK, Plan, plan
 from .pool import train_run
 from .report import ExerciseResult, report, summarize
@@ -34,6 +36,7 @@ def run_all(names=EXERCISES, *, quick: bool = False, seeds=None, epochs: int | N
     plans = [plan(name, quick=quick, seeds=seeds, epochs=epochs, model=model, data_release=data_release,
                   data_dir=data_dir) for name in names]
     check_out_dir(out_dir, plans)
+    check_writable(out_dir, "--out"), check_writable(cache_dir, "--cache")  # before a sweep of many minutes
     records = sweep([c for p in plans for c in p.configs()], cache_dir=cache_dir, dataset=dataset, jobs=jobs,
                     scheduler=scheduler, progress=progress, after_run=after_run)
     return {p.name: report(p, records, out_dir) for p in plans}
@@ -50,7 +53,7 @@ def check_out_dir(out_dir, plans: list) -> None:
         return [(label, c.identity()) for label, c in p.arms], p.seeds
 
     if any(what(p) != what(plan(p.name)) or p.base.numerics != "portable" for p in plans):
-        raise ValueError(f"{out_dir} holds the committed results of the default sweep (make exercises); a quick or "
+        raise UserError(f"{out_dir} holds the committed results of the default sweep (make exercises); a quick or "
                          f"changed sweep, or one in native numerics, writes elsewhere: choose another --out")
 
 

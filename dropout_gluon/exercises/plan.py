@@ -6,6 +6,7 @@ import numbers
 
 from .. import config as chapter
 from ..config import RunConfig
+from ..errors import UserError
 from ..fashion_mnist import DEFAULT_RELEASE
 
 EXERCISES = ("swap", "epochs", "width", "weight-decay")
@@ -21,7 +22,7 @@ QUICK = {"seeds": (0, 1), "train_size": 3000, "test_size": 1000,
 
 def check_name(name: str) -> str:
     if name not in EXERCISES:
-        raise ValueError(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)} (or 'all')")
+        raise UserError(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)} (or 'all')")
     return name
 
 
@@ -50,12 +51,12 @@ def seeds_of(seeds, quick: bool) -> tuple:
         return QUICK["seeds"] if quick else DEFAULT_SEEDS
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         if seeds < 1:
-            raise ValueError(f"seeds must be at least 1, got {seeds}")
+            raise UserError(f"seeds must be at least 1, got {seeds}")
         return tuple(range(int(seeds)))
     seeds = tuple(seeds)
     if (not seeds or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in seeds)
             or len(set(seeds)) < len(seeds)):  # a repeated seed would be counted as another sample
-        raise ValueError(f"seeds must be a count >= 1 or a list of distinct whole numbers >= 0, got {seeds!r}")
+        raise UserError(f"seeds must be a count >= 1 or a list of distinct whole numbers >= 0, got {seeds!r}")
     return tuple(int(s) for s in seeds)
 
 

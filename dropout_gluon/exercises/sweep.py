@@ -19,6 +19,7 @@ from .. import engine
 from ..config import RunConfig, whole
 from ..data import load_dataset
 from ..engine import usable_cpus
+from ..errors import UserError
 from ..fashion_mnist import Dataset
 from ..persist import write_text
 from ..scratch import num_inputs, num_outputs
@@ -116,7 +117,7 @@ class SweepProgress:
 LOST = "a worker process died, or its answer could not be read back (e.g. an exception that does not unpickle)"
 
 
-class SweepFailed(Exception):
+class SweepFailed(UserError):
     """Runs of a sweep failed (the data missing on a worker, a worker lost twice...); the others are stored."""
 
 
@@ -198,7 +199,7 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
         _stop(client, executor, kill=True)  # Ctrl-C: every worker stops now; finished runs are stored
         raise
     finally:
-        pool.iterators.cache_clear()  # this process's copies of the data, if it trained
+        pool.release()  # this process's copies of the data, if it trained
     _stop(client, executor)
     if failures:
         config, reason = failures[0]
@@ -222,6 +223,7 @@ def _stop(client, executor, kill: bool = False) -> None:
         executor.kill() if kill else executor.shutdown()
     elif client is not None:  # closing the client releases its futures: the scheduler drops their tasks
         executor.shutdown(wait=False)
+        client.run(pool.release, on_error="ignore")  # each worker's copies of the data (`iterators` keeps them)
         client.close()
 
 
@@ -235,7 +237,7 @@ def _dataset(given: Dataset | None, config: RunConfig) -> Dataset:
     if given is None:
         return load_dataset(config.data_dir, config.data_release)
     if given.source.release != config.data_release:
-        raise ValueError(f"the dataset passed in is the {given.source.release} release, but the configurations "
+        raise UserError(f"the dataset passed in is the {given.source.release} release, but the configurations "
                          f"ask for the {config.data_release} release; pass data_release="
                          f"'{given.source.release}'")
     return given
