@@ -1,6 +1,8 @@
 """The command line, run as a subprocess, as a user would:
 
-- every bad training input: one line, exit status 2, nothing written; missing data; a bad chosen data
+- every bad training input: one line, exit status 2, nothing written; only user errors are one line (a bug
+  keeps its traceback); --out checked before the data is read, and a rerun into it replaces the earlier run
+  whole (issue 16, findings 3 and 4); missing data; a bad chosen data
   folder (missing, incomplete, corrupt, mixed releases) for every command; the first release asked for
   where only the final is there;
 - the first release's test labels left beside Debian's copy: the final release is used whole (the defect

@@ -6,7 +6,10 @@
   other-release folders, chosen (strict, one-line errors) or found by the default search, in its order;
 - downloads: each release from its own mirror, into its own folder, only what is missing; a corrupt file,
   the wrong release or a dead server leave nothing (an HTTP server on 127.0.0.1);
-- the iterators against the book's `ToTensor`; every history names the release it came from.
+- the iterators against the book's `ToTensor`; a sweep worker's one float32 copy of the images; every
+  history names the release it came from;
+- `data verify` hashes every file again, `data fetch` downloads into the folder chosen and never into a
+  folder of the other release; the old argument names (issue 16, finding 6).
 """
 from __future__ import annotations
 

@@ -46,15 +46,12 @@ COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "exercises"  # the re
 
 
 def check_out_dir(out_dir, plans: list) -> None:
-    """A ValueError, before any training, if a sweep other than the default one would write into COMMITTED."""
-    if Path(out_dir).resolve() != COMMITTED:
-        return
-    def what(p: Plan) -> tuple:  # what decides the numbers (any folder holding the release will do)
-        return [(label, c.identity()) for label, c in p.arms], p.seeds
-
-    if any(what(p) != what(plan(p.name)) or p.base.numerics != "portable" for p in plans):
+    """A UserError, before any training, if any sweep but the default one in portable numerics would write
+    into COMMITTED. (What decides the numbers is compared: any folder holding the release will do.)"""
+    same = lambda p: [c.identity() for c in p.configs()] == [c.identity() for c in plan(p.name).configs()]  # noqa: E731
+    if Path(out_dir).resolve() == COMMITTED and not all(same(p) and p.base.numerics == "portable" for p in plans):
         raise UserError(f"{out_dir} holds the committed results of the default sweep (make exercises); a quick or "
-                         f"changed sweep, or one in native numerics, writes elsewhere: choose another --out")
+                        f"changed sweep, or one in native numerics, writes elsewhere: choose another --out")
 
 
 def run_exercise(name: str, **options) -> ExerciseResult:

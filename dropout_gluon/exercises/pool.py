@@ -6,7 +6,6 @@ All three take the same work items (`work`, a run's configuration as a dict) thr
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import functools
 import gc
 import multiprocessing
@@ -15,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from unittest import mock
 
 from .. import engine
 from ..config import RunConfig
@@ -105,10 +105,15 @@ class LocalPool(cf.ProcessPoolExecutor):
                          initargs=(os.getpid(),))
 
     def submit(self, fn, /, *args, **kwargs) -> cf.Future:
-        # Workers are started in here, as they are needed, and inherit the environment, and SIGINT blocked
-        # from the first instruction they run.
-        with _environ(WORKER_ENV), _sigint_blocked():
-            return super().submit(fn, *args, **kwargs)
+        # Workers are started in here, as they are needed, and inherit the environment and SIGINT blocked from
+        # their first instruction. Blocked, not ignored: a Ctrl-C meant for the sweep meanwhile waits and then
+        # arrives; a worker ignores it before unblocking it (_watch_parent). (POSIX, as MXNet's wheels are.)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            with mock.patch.dict(os.environ, WORKER_ENV):
+                return super().submit(fn, *args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def kill(self) -> None:
         """Stop every worker now (Ctrl-C): the runs in progress are lost, the finished ones were stored."""
@@ -124,8 +129,7 @@ def _watch_parent(parent: int) -> None:
     # A worker's first step: exit as soon as the sweep's process is gone (killed, out of memory, a closed
     # terminal), instead of training on, orphaned. Nothing else would tell it: its pipes stay open.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle: it stops the workers
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C that came while loading: dropped
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C that came while loading: dropped
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -133,34 +137,6 @@ def _watch_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
-
-
-@contextlib.contextmanager
-def _sigint_blocked():
-    # Blocked, not ignored: a Ctrl-C meant for the sweep meanwhile waits and then arrives; a worker started
-    # meanwhile inherits the blocked signal through exec, and ignores it before unblocking (_watch_parent).
-    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-@contextlib.contextmanager
-def _environ(values: dict):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def dask_executor(address: str):

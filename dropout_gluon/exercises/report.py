@@ -175,10 +175,6 @@ class ExerciseResult:
     table_path: Path
     plots: tuple
 
-    @property
-    def name(self) -> str:
-        return self.plan.name
-
 
 def report(plan: Plan, records: dict, out_dir: os.PathLike | str) -> ExerciseResult:
     """Summarise an exercise's runs (`{key: record}`), write `<name>.md` and `<name>.png` in `out_dir`."""
