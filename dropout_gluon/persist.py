@@ -63,13 +63,18 @@ def write_text(path: os.PathLike | str, text: str) -> Path:
 
 
 def check_writable(folder: os.PathLike | str, option: str) -> Path:
-    """Create `folder` if need be and write a file in it, before any work; a UserError saying why it cannot be."""
+    """Check, before any work, that files can be written in `folder` (by writing one); a UserError saying why
+    not. Folders made for the check are removed again: a command that then fails leaves nothing behind."""
     folder = Path(folder)
+    made = next((p for p in (*reversed(folder.parents), folder) if not p.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / ".write-test", "").unlink()
     except OSError as e:
         raise UserError(f"cannot write to {option} {folder}: {e.strerror}; choose another folder") from None
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
     return folder
 
 
