@@ -111,7 +111,8 @@ def test_a_rerun_into_the_same_out_replaces_the_whole_run(tmp_path, real_data):
 
 def test_only_user_errors_are_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
     # Issue 16, finding 3: the CLI reports one class of error in one line; a ValueError from a bug is not it.
-    from dropout_gluon import cli as command_line, engine, exercises, persist
+    from dropout_gluon import cli as command_line
+    from dropout_gluon import engine, exercises, persist
     from dropout_gluon.errors import UserError
     from dropout_gluon.fashion_mnist import DataError
 
