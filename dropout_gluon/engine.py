@@ -126,7 +126,58 @@ def settings(environ, cpus: int, machine: str, mode: str, flags: set) -> dict:
     return added
 
 
+def restore_numpy_names(numpy) -> list:
+    """Put back on `numpy` the names that MXNet 1.9.1 (built for numpy < 1.24) reads as it loads and this numpy
+    removed, as numpy 1.23 had them; return the names set. A numpy that has a name keeps its own (numpy 1.23:
+    none set), and no installed file is edited. Python 3.12 needs numpy 1.26, 3.13 numpy 2.1 or newer."""
+    def alias(name):  # a function of its own: MXNet's __array_function__ table is keyed by the function object
+        return lambda *args, **kwargs: getattr(numpy, name)(*args, **kwargs)
+
+    def removed(name):  # what numpy 1.20-1.26 itself returned for the financial functions (NEP 32)
+        def refuse(*args, **kwargs):
+            raise RuntimeError(f"numpy.{name} was removed in NumPy 1.20 (NEP 32): see numpy_financial")
+        return refuse
+
+    names = {
+        "bool": bool,  # numpy 1.24 removed the alias (2.0 brought it back, as bool_): mxnet/numpy/utils.py
+        # numpy 2.0 removed these constants: mxnet/numpy/utils.py reads them
+        "PZERO": 0.0, "NZERO": -0.0, "PINF": float("inf"), "NINF": float("-inf"), "NAN": float("nan"),
+        "NaN": float("nan"),
+        "Inf": float("inf"),  # numpy 2.0: a default argument in mxnet/gluon/contrib/estimator/event_handler.py
+        # numpy 2.0 removed alltrue and msort, 2.4 in1d and trapz: mxnet/numpy/fallback.py re-exports them
+        "alltrue": alias("all"), "msort": lambda a: numpy.sort(a, axis=0),
+        "in1d": lambda ar1, ar2, *args, **kwargs: numpy.isin(numpy.asarray(ar1).ravel(), ar2, *args, **kwargs),
+        "trapz": alias("trapezoid"),
+        # numpy 2.0 removed these too: mxnet/numpy_dispatch_protocol.py registers them for mx.np arrays
+        "sometrue": alias("any"), "round_": alias("round"), "product": alias("prod"),
+        # numpy 2.0 dropped the refusing stubs 1.20-1.26 kept: mxnet/numpy/fallback.py re-exports them
+        **{name: removed(name) for name in ("mirr", "npv", "pmt", "ppmt", "pv", "rate")},
+    }
+    with warnings.catch_warnings():  # numpy 1.x warns as it hands out a deprecated name
+        warnings.simplefilter("ignore")
+        missing = [name for name in names if not hasattr(numpy, name)]
+    for name in missing:
+        setattr(numpy, name, names[name])
+    return missing
+
+
+def _prepare_import() -> list:
+    """Make a Python 3.12+ and its numpy fit for MXNet 1.9.1 before it loads: the numpy names put back, or an
+    ImportError saying what to install."""
+    import importlib.util
+
+    # mxnet/numpy_op_fallback.py and numpy_dispatch_protocol.py import distutils.version, which left the
+    # standard library in Python 3.12; setuptools brings a copy (a dependency there, pyproject.toml)
+    if importlib.util.find_spec("distutils") is None:
+        raise ImportError("MXNet 1.9.1 imports distutils, which Python 3.12 removed from the standard library: "
+                          "pip install setuptools")
+    import numpy
+
+    return restore_numpy_names(numpy)
+
+
 MODE = None          # the mode MXNet was loaded in (load_mxnet)
+NUMPY_RESTORED = []  # numpy names put back for MXNet (restore_numpy_names)
 FALLBACK = None      # why the default is native here (a processor below portable's floor), or None
 PROBLEM = None       # why the mode asked for cannot be had (raised when a run is made), or None
 _BEFORE = {}         # the variables load_mxnet set, and their values before (None: unset), for environ_for
@@ -153,6 +204,8 @@ def load_mxnet() -> dict:
     os.environ.update(added)
     os.environ[MODE_VAR] = MODE  # child processes (sweep workers) compute the same way
     try:
+        if "mxnet" not in sys.modules:  # after the settings: numpy's own OpenBLAS reads some of them as it loads
+            NUMPY_RESTORED[:] = _prepare_import()
         import mxnet  # noqa: F401  (its engine starts here and reads MXNET_CPU_WORKER_NTHREADS, once)
     finally:
         # Child processes must not inherit the worker count: one that sets OMP_NUM_THREADS=2 would

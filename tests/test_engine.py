@@ -12,6 +12,8 @@ import os
 import platform
 import subprocess
 import sys
+import types
+from pathlib import Path
 
 import pytest
 
@@ -68,10 +70,31 @@ def test_importing_the_package_gives_mxnet_its_second_worker_and_children_nothin
 
 
 def test_nothing_is_applied_when_mxnet_was_loaded_first():
-    code = "import mxnet, dropout_gluon; print(dropout_gluon.ENGINE_SETTINGS, dropout_gluon.RunConfig().numerics)"
+    # On a numpy newer than 1.23 (Python 3.12+) MXNet loads only after numpy's removed names are back: the engine
+    # module, imported under a bare stand-in for the package (whose own import would load MXNet), puts them back.
+    code = ("import sys, types, numpy; package = types.ModuleType('dropout_gluon'); "
+            f"package.__path__ = [{str(Path(engine.__file__).parent)!r}]; sys.modules['dropout_gluon'] = package; "
+            "from dropout_gluon import engine; engine.restore_numpy_names(numpy); "
+            "[sys.modules.pop(name) for name in list(sys.modules) if name.startswith('dropout_gluon')]; "
+            "import mxnet, dropout_gluon; print(dropout_gluon.ENGINE_SETTINGS, dropout_gluon.RunConfig().numerics)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=CLEAN_ENV, check=True)
     assert result.stdout.split()[-2:] == ["{}", "native"]
     assert "mxnet was imported before dropout_gluon" in result.stderr  # a warning: not the README's digits
+
+
+def test_numpys_removed_names_come_back_only_where_missing():
+    import numpy
+
+    fake = types.SimpleNamespace(all=numpy.all, sort=numpy.sort, isin=numpy.isin, asarray=numpy.asarray,
+                                 PZERO="its own")
+    restored = engine.restore_numpy_names(fake)
+    assert "PZERO" not in restored and fake.PZERO == "its own" and fake.bool is bool and "mirr" in restored
+    assert fake.alltrue([1, 0]) == numpy.all([1, 0]) and fake.alltrue is not numpy.all  # MXNet keys on both
+    assert fake.msort([[2, 1], [1, 2]]).tolist() == [[1, 1], [2, 2]]
+    assert fake.in1d([[1, 5]], [5]).tolist() == [False, True]
+    with pytest.raises(RuntimeError, match="NEP 32"):
+        fake.mirr([1], 0.1, 0.1)
+    assert engine.restore_numpy_names(numpy) == []  # done once, as the package loaded MXNet
 
 
 TRAIN_BOTH = """
