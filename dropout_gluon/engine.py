@@ -161,7 +161,7 @@ def restore_numpy_names(numpy) -> list:
     return missing
 
 
-def _prepare_import() -> list:
+def _prepare_import() -> None:
     """Make a Python 3.12+ and its numpy fit for MXNet 1.9.1 before it loads: the numpy names put back, or an
     ImportError saying what to install."""
     import importlib.util
@@ -173,11 +173,10 @@ def _prepare_import() -> list:
                           "pip install setuptools")
     import numpy
 
-    return restore_numpy_names(numpy)
+    restore_numpy_names(numpy)
 
 
 MODE = None          # the mode MXNet was loaded in (load_mxnet)
-NUMPY_RESTORED = []  # numpy names put back for MXNet (restore_numpy_names)
 FALLBACK = None      # why the default is native here (a processor below portable's floor), or None
 PROBLEM = None       # why the mode asked for cannot be had (raised when a run is made), or None
 _BEFORE = {}         # the variables load_mxnet set, and their values before (None: unset), for environ_for
@@ -205,7 +204,7 @@ def load_mxnet() -> dict:
     os.environ[MODE_VAR] = MODE  # child processes (sweep workers) compute the same way
     try:
         if "mxnet" not in sys.modules:  # after the settings: numpy's own OpenBLAS reads some of them as it loads
-            NUMPY_RESTORED[:] = _prepare_import()
+            _prepare_import()
         import mxnet  # noqa: F401  (its engine starts here and reads MXNET_CPU_WORKER_NTHREADS, once)
     finally:
         # Child processes must not inherit the worker count: one that sets OMP_NUM_THREADS=2 would
