@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import data, engine, exercises, fashion_mnist, persist, run
+from . import data, numerics as engine, exercises, fashion_mnist, persist, run
 from .config import RunConfig
 from .download import fetch_release
 from .errors import UserError
@@ -36,7 +36,7 @@ TITLES = {"scratch": "from scratch", "gluon": "Gluon"}
 # train's options and the RunConfig fields they set (None: not given, the configuration's value stands)
 TRAIN_OPTIONS = {"epochs": "num_epochs", "lr": "lr", "batch_size": "batch_size", "drop_prob1": "drop_prob1",
                  "drop_prob2": "drop_prob2", "seed": "seed", "data_dir": "data_dir", "data_release": "data_release",
-                 "loader": "loader", "ctx": "ctx", "numerics": "numerics"}
+                 "loader": "loader", "ctx": "ctx"}
 
 
 class Stopped(Exception):
@@ -76,7 +76,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--loader", choices=["memory", "gluon"], default=None,
                        help="'gluon' is the book's DataLoader pipeline (slower); default memory")
     train.add_argument("--ctx", choices=["cpu", "gpu"], default=None, help="default cpu")
-    add_numerics_argument(train)
 
     predict = sub.add_parser("predict", help="test accuracy and a picture of predictions of a saved model")
     predict.add_argument("--params", required=True, help="a model.params written by 'dropout-gluon train'")
@@ -106,7 +105,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     exercise.add_argument("--scheduler", default=None, help="train on the Dask cluster of this scheduler, e.g. "
                                                             "tcp://10.0.0.5:8786 (the extra 'cluster')")
     add_data_arguments(exercise)
-    add_numerics_argument(exercise)
     exercise.add_argument("--no-progress", dest="progress", action="store_false")
     return parser.parse_args(argv)
 
@@ -166,7 +164,7 @@ def train_models(configs: list, out: persist.RunFolder) -> None:
     train_iter, test_iter = data.data_iters(dataset, first.batch_size, first.loader, first.train_size,
                                             first.test_size)
     print(f"# data: {dataset.source}", flush=True)
-    print(f"# numerics: {engine.summary(engine.describe())}", flush=True)
+    print(f"# numerics: {engine.summary(engine.record())}", flush=True)
     if engine.FALLBACK:
         print(f"dropout-gluon: note: {engine.FALLBACK}", file=sys.stderr)
     histories = {}
@@ -223,7 +221,7 @@ def cmd_predict(args) -> None:
         print(f"dropout-gluon: note: the model was trained on the {trained_on} release and is tested on the "
               f"{release} release; the two split the images differently (some test images of one are training "
               f"images of the other), so this is not a test accuracy", file=sys.stderr)
-    here = engine.describe()
+    here = engine.record()
     if numerics and {k: v for k, v in numerics.items() if k != "processor"} != {
             k: v for k, v in here.items() if k != "processor"}:
         print(f"dropout-gluon: note: the model was trained under other numerics ({engine.summary(numerics)}) than "
@@ -301,7 +299,6 @@ def main(argv=None) -> int:
     commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": cmd_exercise}
     try:
         args = parse_args(argv)
-        reexec_for(getattr(args, "numerics", None) or saved_numerics(getattr(args, "config", None)), argv)
         commands[args.command](args)
     except UserError as e:  # one class: a ValueError of any other kind is a bug, and keeps its traceback
         print(f"dropout-gluon: error: {e}", file=sys.stderr)

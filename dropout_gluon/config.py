@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import math
 import numbers
 import os
 import re
-from typing import Callable
 
-from . import engine
 from .errors import UserError
 from .fashion_mnist import DEFAULT_RELEASE, check_release
 from .gluon_net import check_gluon_drop_prob
@@ -22,7 +19,8 @@ drop_prob1, drop_prob2 = 0.2, 0.5
 num_hiddens1, num_hiddens2 = 256, 256
 
 MODELS = ("scratch", "gluon")
-SAVED_BESIDE = ("data_folder", "computed_with")  # what a config.json holds beside the fields (persist.save_config)
+# What a config.json holds beside the fields (persist.save_config), and what older ones held.
+SAVED_BESIDE = ("data", "numerics", "data_folder", "computed_with")
 LOADERS = ("memory", "gluon")
 CONTEXT = re.compile(r"(cpu|gpu)(?:\((\d+)\))?")
 
@@ -51,21 +49,6 @@ def one_of(value, name: str, choices: tuple) -> str:
     return value
 
 
-def renamed(**new_names) -> Callable:
-    """Keep a function's old keyword names working (they were public): `f(root=x)` is `f(data_dir=x)`."""
-    def wrap(f: Callable) -> Callable:
-        @functools.wraps(f)
-        def call(*args, **kwargs):
-            for old, new in new_names.items():
-                if old in kwargs:
-                    if new in kwargs:
-                        raise UserError(f"{old}= is the old name of {new}=: give only {new}=")
-                    kwargs[new] = kwargs.pop(old)
-            return f(*args, **kwargs)
-        return call
-    return wrap
-
-
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """One training run: model, the chapter's hyperparameters, data and seed. `config.json` holds one."""
@@ -85,7 +68,6 @@ class RunConfig:
     ctx: str = "cpu"                    # "cpu", "gpu", or e.g. "gpu(1)"; an mx.Context is taken too
     train_size: int | None = None       # the first examples of each set (quick exercises); None: all
     test_size: int | None = None
-    numerics: str | None = None         # "portable" or "native" (engine.py); None: the mode this process loaded
 
     def __post_init__(self):
         # The one place where a run's settings are checked; numpy scalars become Python numbers, so that
@@ -114,8 +96,6 @@ class RunConfig:
         if not ctx:
             raise UserError(f"ctx must be 'cpu', 'gpu' or e.g. 'gpu(1)', got {self.ctx!r}")
         set_("ctx", f"{ctx[1]}({ctx[2] or 0})")
-        # MXNet's numerics are fixed as it loads: a run can only ask for the mode this process computes in.
-        set_("numerics", engine.check_mode(self.numerics or ("portable" if engine.PROBLEM else engine.MODE)))
 
     def context(self):
         """The MXNet context to train on."""

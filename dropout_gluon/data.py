@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from mxnet import gluon, nd
 
-from .config import LOADERS, one_of, renamed, whole
+from .config import LOADERS, one_of, whole
 from .download import fetch_release
 from .fashion_mnist import (
     DEFAULT_RELEASE,
@@ -58,7 +58,6 @@ def chosen_dir(data_dir=None) -> tuple | None:
     return None
 
 
-@renamed(root="data_dir", release="data_release")
 def status(data_dir=None, data_release: str = DEFAULT_RELEASE) -> list:
     """`[(folder, problem)]` for each folder a run would look at, in order; `problem` is None where it is usable."""
     release = check_release(data_release)
@@ -66,7 +65,6 @@ def status(data_dir=None, data_release: str = DEFAULT_RELEASE) -> list:
     return [(folder, _open(folder, release)[1]) for folder in ([chosen[0]] if chosen else default_dirs())]
 
 
-@renamed(root="data_dir", release="data_release")
 def load_dataset(data_dir=None, data_release: str = DEFAULT_RELEASE, *, download: bool = True,
                  urls: Sequence[str] | None = None) -> Dataset:
     """The four verified files of `data_release`, all from one folder.

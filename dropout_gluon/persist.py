@@ -16,7 +16,7 @@ from typing import Callable
 import mxnet as mx
 from mxnet import nd
 
-from . import engine
+from . import numerics
 from .config import MODELS, RunConfig
 from .errors import UserError
 from .fashion_mnist import RELEASES, Source
@@ -143,10 +143,10 @@ def _not_a_runs(folder: Path) -> str | None:
 
 def save_history(history: History, folder: Path) -> None:
     """`history.json` and `history.csv` in `folder`, one row an epoch, each naming its data release and folder
-    and how its numbers were computed (engine.describe())."""
+    and how its numbers were computed (numerics.record())."""
     # The label on every row: a row copied elsewhere still says which data its numbers came from, and how.
     label = {"data_release": history.source.release, "data_dir": history.source.folder} if history.source else {}
-    label.update(engine.describe())
+    label.update(numerics.record())
     rows = [{**e._asdict(), **label} for e in history]
     write_text(folder / HISTORY_JSON, json.dumps(rows, indent=1) + "\n")
     buffer = io.StringIO()
@@ -160,7 +160,7 @@ def save_config(config: RunConfig, source: Source, folder: Path) -> Path:
     """`config.json`: the run's configuration (rerun it with 'train --config'), the folder it read and how its
     numbers were computed."""
     return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data_folder": source.folder,
-                                                   "computed_with": engine.describe()}, indent=1) + "\n")
+                                                   "computed_with": numerics.record()}, indent=1) + "\n")
 
 
 def load_config(path: os.PathLike | str) -> RunConfig:

@@ -10,7 +10,8 @@ from mxnet import gluon
 from mxnet.gluon import loss as gloss
 
 from . import config as defaults
-from .config import RunConfig, renamed
+from . import numerics
+from .config import RunConfig
 from .data import ToContext, load_dataset
 from .data import data_iters as make_iters
 from .fashion_mnist import DEFAULT_RELEASE
@@ -78,6 +79,7 @@ def train(config: RunConfig, data_iters: tuple | None = None, *, history: Histor
     `data_iters` is `(train_iter, test_iter)`, by default the configured release, folder and subset;
     `history` (appended to) and `on_epoch` are train_ch3's.
     """
+    numerics.check(config.ctx)
     if config.seed is not None:
         set_seed(config.seed)
     if data_iters is None:
@@ -88,14 +90,14 @@ def train(config: RunConfig, data_iters: tuple | None = None, *, history: Histor
         data_iters = tuple(ToContext(data_iter, ctx) for data_iter in data_iters)
     train_iter, test_iter = data_iters
     model = build(config)
-    history = train_ch3(model.net, train_iter, test_iter, model.loss, config.num_epochs, config.batch_size,
-                        trainer=model.trainer, log=log, on_epoch=on_epoch, history=history)
+    with numerics.threads():
+        history = train_ch3(model.net, train_iter, test_iter, model.loss, config.num_epochs, config.batch_size,
+                            trainer=model.trainer, log=log, on_epoch=on_epoch, history=history)
     return model.net, history
 
 
 def _chapter_experiment(model: str, doc: str) -> Callable:
     # train_scratch and train_gluon: the chapter's two experiments, one definition (root=: data_dir's old name).
-    @renamed(root="data_dir")
     def experiment(num_epochs: int = defaults.num_epochs, lr: float = defaults.lr,
                    batch_size: int = defaults.batch_size, drop_prob1: float = defaults.drop_prob1,
                    drop_prob2: float = defaults.drop_prob2, *, seed: int | None = 0, data_dir=None,

@@ -31,6 +31,14 @@ find_python() {
   return 1
 }
 
+remove_venv() {  # only a virtual environment: VENV= may name any folder
+  if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
+    say "error: $venv is not a virtual environment (it has no pyvenv.cfg), so it is left alone: set VENV= to another folder"
+    exit 2
+  fi
+  rm -rf "$venv"
+}
+
 INSTALL_ONE="install Python 3.11, 3.12 or 3.13 (e.g. 'apt-get install python3.12-venv' or 'pyenv install 3.12') or set PYTHON=/path/to/python3.12"
 
 # 1. The virtual environment: created once (again if PYTHON= names another version); packages (re)installed when
@@ -44,7 +52,7 @@ fi
 if [ -x "$venv/bin/python" ] && { ! supported "$venv/bin/python" ||
     { [ -n "${PYTHON:-}" ] && [ "$(version_of "$venv/bin/python")" != "$(version_of "$PYTHON")" ]; }; }; then
   say "$venv is Python $(version_of "$venv/bin/python" || echo "of another kind"): making it again"
-  rm -rf "$venv"
+  remove_venv
 fi
 if [ ! -x "$venv/bin/python" ]; then
   if ! py=${PYTHON:-$(find_python)}; then
@@ -52,7 +60,7 @@ if [ ! -x "$venv/bin/python" ]; then
     exit 2
   fi
   say "creating $venv with $py ($("$py" --version 2>&1))"
-  rm -rf "$venv"
+  remove_venv
   "$py" -m venv "$venv"
 fi
 version=$(version_of "$venv/bin/python")

@@ -1,9 +1,10 @@
-"""The two numerics modes (dropout_gluon/engine.py):
+"""The two numerics modes and the numerics record (dropout_gluon/numerics.py):
 
-- portable pins OpenBLAS's kernel, turns oneDNN off and gives each operator one thread, whatever the user
-  had set; it refuses a processor without AVX and an unknown mode, in one line;
+- portable pins OpenBLAS's kernel, turns oneDNN off, gives each operator one thread and clears MXNet's float
+  variables, whatever the user had set; it refuses a processor without AVX and an unknown mode, in one line;
 - native names the OpenBLAS kernel for the instruction set, and keeps a user's own choices;
-- a run asks only for the mode its process loaded MXNet in, and the CLI starts itself again for another;
+- the record names what decides the floats (glibc, numpy, MXNet's variables); a GPU run makes no CPU claim;
+  a configuration is a plain value, with no mode in it;
 - `make run`'s history equals tests/golden/make_run.json, and the quick swap exercise's table
   tests/golden/quick_swap.md, to the last digit under simulated machines: other
   OpenBLAS kernels and oneDNN instruction sets asked for, glibc's AVX2/FMA/AVX-512 code paths hidden,
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from dropout_gluon import RunConfig, engine
+from dropout_gluon import RunConfig, numerics
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "make_run.json").read_text())["epochs"]
 AVX512 = "-AVX512F,-AVX512DQ,-AVX512CD,-AVX512BW,-AVX512VL"
@@ -33,27 +34,31 @@ MACHINES = {
     "SSE kernel, threads asked for, 1 core": {"OPENBLAS_CORETYPE": "Prescott", "DNNL_MAX_CPU_ISA": "SSE41",
                                               "OMP_NUM_THREADS": "2", "cores": 1},
 }
-X86_AVX = engine.is_x86(os.uname().machine) and "avx" in engine.cpuinfo()[1]
+X86_AVX = numerics.is_x86(os.uname().machine) and "avx" in numerics.processor()[1]
 
 
-def run_on(machine: dict, args: list, numerics: str = "portable") -> subprocess.CompletedProcess:
-    """`args` run in a fresh process on the simulated `machine`, in `numerics` mode."""
+def run_on(machine: dict, args: list, mode: str = "portable") -> subprocess.CompletedProcess:
+    """`args` run in a fresh process on the simulated `machine`, in `mode`."""
     cores = sorted(os.sched_getaffinity(0))[:machine["cores"]]
-    env = engine.environ_for(numerics)
+    env = {**os.environ, numerics.MODE_VAR: mode}
     env.update({k: v for k, v in machine.items() if k != "cores"})
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, check=False,
                           preexec_fn=lambda: os.sched_setaffinity(0, cores))
 
 
 def test_portable_pins_every_source_whatever_the_user_set():
-    added = engine.settings({"OPENBLAS_CORETYPE": "Haswell", "MXNET_MKLDNN_ENABLED": "1", "OMP_NUM_THREADS": "8"},
-                            64, "x86_64", "portable", {"avx", "avx2", "fma"})
-    assert {k: added[k] for k in engine.PORTABLE} == engine.PORTABLE
-    assert "MXNET_CPU_WORKER_NTHREADS" not in added  # the user's OMP_NUM_THREADS=8 counts as a threading choice
-    # On a big machine too, each operator gets one thread, so the second worker is safe (and is added).
-    assert engine.settings({}, 64, "x86_64", "portable", {"avx"})["MXNET_CPU_WORKER_NTHREADS"] == "2"
-    # The pins a child process inherits are not taken for the user's choice.
-    assert engine.settings(dict(engine.PORTABLE), 2, "x86_64", "portable", {"avx"})["MXNET_CPU_WORKER_NTHREADS"] == "2"
+    user = {"OPENBLAS_CORETYPE": "Haswell", "MXNET_MKLDNN_ENABLED": "1", "OMP_NUM_THREADS": "8"}
+    added = numerics.settings(user, "portable", {"avx", "avx2", "fma"}, openmp_first=False)
+    assert added == {**numerics.PORTABLE, **numerics.QUIET_FALLBACK}  # and one engine thread: MXNet's default
+
+
+def test_an_openmp_runtime_loaded_first_runs_operators_on_the_calling_thread():
+    naive = {"MXNET_ENGINE_TYPE": "NaiveEngine"}
+    assert numerics.settings({}, "portable", {"avx"}, openmp_first=True).items() >= naive.items()
+    assert numerics.settings({}, "native", {"avx"}, openmp_first=True).items() >= naive.items()
+    assert "MXNET_ENGINE_TYPE" not in numerics.settings({}, "native", {"avx"}, openmp_first=False)
+    mine = {"MXNET_ENGINE_TYPE": "ThreadedEngine"}  # native keeps a user's own choice
+    assert "MXNET_ENGINE_TYPE" not in numerics.settings(mine, "native", {"avx"}, openmp_first=True)
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -63,40 +68,65 @@ def test_portable_pins_every_source_whatever_the_user_set():
     ({"sse4_2"}, {}),  # OpenBLAS's own choice
 ])
 def test_native_names_the_kernel_for_the_instruction_set(flags, expected):
-    added = engine.native_settings({}, flags)
-    assert {k: v for k, v in added.items() if k not in engine.QUIET_FALLBACK} == expected
-    assert engine.native_settings({"OPENBLAS_CORETYPE": "Zen", "MXNET_MKLDNN_ENABLED": "1"}, flags) == {}
+    added = numerics.native_settings({}, flags)
+    assert {k: v for k, v in added.items() if k not in numerics.QUIET_FALLBACK} == expected
+    assert numerics.native_settings({"OPENBLAS_CORETYPE": "Zen", "MXNET_MKLDNN_ENABLED": "1"}, flags) == {}
 
 
 def test_the_mode_asked_for_or_one_line_saying_why_not():
-    assert engine.choose({}, {"avx"}, "x86_64") == "portable"
-    assert engine.choose({}, {"avx"}, "aarch64") == "native"
-    assert engine.choose({engine.MODE_VAR: "native"}, {"avx"}, "x86_64") == "native"
-    with pytest.raises(engine.NumericsError, match="with AVX.*--numerics native"):
-        engine.choose({engine.MODE_VAR: "portable"}, {"sse4_2"}, "x86_64")
-    with pytest.raises(engine.NumericsError, match="must be 'portable' or 'native', got 'fast'"):
-        engine.choose({engine.MODE_VAR: "fast"}, {"avx"}, "x86_64")
+    assert numerics.choose({}, {"avx"}, "x86_64") == "portable"
+    assert numerics.choose({}, {"avx"}, "aarch64") == "native"
+    assert numerics.choose({numerics.MODE_VAR: "native"}, {"avx"}, "x86_64") == "native"
+    with pytest.raises(numerics.NumericsError, match=f"with AVX.*{numerics.MODE_VAR}=native"):
+        numerics.choose({numerics.MODE_VAR: "portable"}, {"sse4_2"}, "x86_64")
+    with pytest.raises(numerics.NumericsError, match="must be 'portable' or 'native', got 'fast'"):
+        numerics.choose({numerics.MODE_VAR: "fast"}, {"avx"}, "x86_64")
 
 
-def test_a_run_asks_only_for_the_mode_this_process_loaded():
-    assert RunConfig().numerics == engine.MODE
-    other = "native" if engine.MODE == "portable" else "portable"
-    with pytest.raises(ValueError, match=f"{engine.MODE_VAR}={other} before importing"):
-        RunConfig(numerics=other)
-    with pytest.raises(ValueError, match="got 'fast'"):
-        RunConfig(numerics="fast")
+def test_a_configuration_is_a_plain_value_and_old_files_still_load():
+    assert "numerics" not in RunConfig().to_dict()  # the mode is the process's, in the record, not the run's
+    old = {**RunConfig(model="gluon").to_dict(), "numerics": "native", "computed_with": {}, "data_folder": "/x"}
+    assert RunConfig.from_dict(old) == RunConfig(model="gluon")
 
 
-# /proc/cpuinfo cannot be edited: the engine module is loaded first, with an older processor's flags, then `code`.
-# The package imported where /proc/cpuinfo describes a processor without AVX (SSE4.2 at most).
-ON_AN_OLD_PROCESSOR = ("import builtins, io, sys; real_open = builtins.open; builtins.open = lambda f, *a, **k: "
-                       "io.StringIO('model name\\t: old\\nflags\\t: fpu sse4_2\\n') if f == '/proc/cpuinfo' "
-                       "else real_open(f, *a, **k); ")
+def test_portable_refuses_an_openblas_other_than_its_own(monkeypatch):
+    monkeypatch.setattr(numerics, "MODE", "portable")
+    monkeypatch.setattr(numerics, "blas_kernel", lambda: "Haswell")  # another libopenblas.so.0 loaded first
+    with pytest.raises(numerics.NumericsError, match="Haswell kernel, not Sandybridge"):
+        numerics.check("cpu")
+    numerics.check("gpu(0)")  # a GPU run does not compute with it
+
+
+def test_the_record_names_what_decides_the_floats_and_a_gpu_run_makes_no_cpu_claim():
+    record = numerics.record()
+    assert record["glibc"] and record["numpy"] and record["processor"]
+    assert numerics.deciding(record) == ({k: v for k, v in record.items() if k != "processor"}
+                                         if record["numerics"] == "portable" else record)
+    gpu = numerics.record("gpu(0)")
+    assert gpu["numerics"] == "gpu(0)" and "blas_kernel" not in gpu and "threads_per_operator" not in gpu
+    assert numerics.summary(gpu).startswith("gpu(0): CUDA; ")
+
+
+FLOAT_VARIABLE = ("import dropout_gluon as gb, os; "
+                  "print(gb.numerics.record()['mxnet_variables'] or '-', os.environ.get('{0}'))")
+
+
+@pytest.mark.parametrize("mode, expected", [("portable", "- None"), ("native", "{0}=1 1")])
+def test_mxnets_float_variables_are_cleared_in_portable_and_recorded_in_native(mode, expected):
+    name = numerics.FLOAT_VARIABLES[0]
+    result = subprocess.run([sys.executable, "-c", FLOAT_VARIABLE.format(name)], capture_output=True, text=True,
+                            env={**os.environ, numerics.MODE_VAR: mode, name: "1"}, check=True)
+    assert result.stdout.strip().splitlines()[-1] == expected.format(name)
+    assert (f"{name} unset" in result.stderr) == (mode == "portable")
+
+
+# archspec reads the processor by CPUID: the package imported where it reports a processor without AVX.
+ON_AN_OLD_PROCESSOR = "import sys, archspec.cpu as cpu; cpu.host = lambda: cpu.TARGETS['x86_64']; "
 
 
 def test_by_default_a_processor_below_the_floor_computes_natively_and_says_so():
-    env = {k: v for k, v in engine.environ_for("portable").items() if k != engine.MODE_VAR}
-    code = ON_AN_OLD_PROCESSOR + "from dropout_gluon import engine as e; print(e.MODE); print(e.FALLBACK)"
+    env = {k: v for k, v in os.environ.items() if k != numerics.MODE_VAR}
+    code = ON_AN_OLD_PROCESSOR + "from dropout_gluon import numerics as n; print(n.MODE); print(n.FALLBACK)"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     mode, fallback = result.stdout.splitlines()[-2:]
     assert mode == "native" and "no AVX" in fallback and "differ from the README's" in fallback
@@ -104,7 +134,7 @@ def test_by_default_a_processor_below_the_floor_computes_natively_and_says_so():
 
 def test_a_processor_below_the_floor_is_refused_in_one_line(tmp_path):
     code = ON_AN_OLD_PROCESSOR + "from dropout_gluon.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {**engine.environ_for("portable")}
+    env = {**os.environ, numerics.MODE_VAR: "portable"}
     result = subprocess.run([sys.executable, "-c", code, "train", "--out", str(tmp_path / "out")], env=env,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
@@ -131,7 +161,7 @@ train_x, train_y, test_x, test_y = data.load_dataset(download=False).arrays
 iters = (data.DataIter(train_x[:15360], train_y[:15360], 256, shuffle=True),
          data.DataIter(test_x[:2560], test_y[:2560], 256, shuffle=False))
 history = gb.train_scratch(1, data_iters=iters, log=None)[1]
-print(json.dumps([gb.engine.describe()["blas_kernel"], list(history[0][:4])]))
+print(json.dumps([gb.numerics.record()["blas_kernel"], list(history[0][:4])]))
 """
 
 
@@ -139,32 +169,13 @@ print(json.dumps([gb.engine.describe()["blas_kernel"], list(history[0][:4])]))
 def test_the_simulated_machines_compute_differently_where_nothing_is_pinned(real_data):
     # Native mode keeps the kernel each simulated machine asks for: their digits differ, so the golden
     # history above holding on all of them is the pinning's doing, not a simulation that changes nothing.
-    runs = {name: run_on(machine, ["-c", ONE_EPOCH], numerics="native") for name, machine in MACHINES.items()
+    runs = {name: run_on(machine, ["-c", ONE_EPOCH], mode="native") for name, machine in MACHINES.items()
             if machine["OPENBLAS_CORETYPE"] in ("Sandybridge", "Prescott")}
     for result in runs.values():
         assert result.returncode == 0, result.stderr
     (kernel1, epoch1), (kernel2, epoch2) = (json.loads(r.stdout.splitlines()[-1]) for r in runs.values())
     assert (kernel1, kernel2) == ("Sandybridge", "Prescott")
     assert epoch1[1] != epoch2[1]
-
-
-def test_the_cli_starts_itself_again_for_another_mode(tmp_path, real_data):
-    other = "native" if engine.MODE == "portable" else "portable"
-    result = subprocess.run([sys.executable, "-m", "dropout_gluon", "train", "--numerics", other, "--model", "gluon",
-                             "--epochs", "1", "--out", str(tmp_path)], capture_output=True, text=True, check=False,
-                            env=engine.environ_for(engine.MODE))
-    assert result.returncode == 0, result.stderr
-    assert f"# numerics: {other}: " in result.stdout
-    config = json.loads((tmp_path / "gluon" / "config.json").read_text())
-    assert config["numerics"] == config["computed_with"]["numerics"] == other
-    # `train --config` reruns the run as it was computed, in its mode, to the same digits
-    again = subprocess.run([sys.executable, "-m", "dropout_gluon", "train", "--config", str(tmp_path / "gluon" /
-                            "config.json"), "--out", str(tmp_path / "again")], capture_output=True, text=True,
-                           check=False, env=engine.environ_for(engine.MODE))
-    assert again.returncode == 0, again.stderr
-    loss = [json.loads((folder / "gluon" / "history.json").read_text())[0]["loss"] for folder in (tmp_path,
-                                                                                                  tmp_path / "again")]
-    assert loss[0] == loss[1]
 
 
 @pytest.mark.skipif(not X86_AVX, reason="portable numerics need an x86-64 processor with AVX")

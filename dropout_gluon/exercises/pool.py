@@ -16,7 +16,7 @@ import threading
 import time
 from unittest import mock
 
-from .. import engine
+from .. import numerics
 from ..config import RunConfig
 from ..data import DataIter, data_iters, load_dataset
 from ..errors import UserError
@@ -45,7 +45,7 @@ def train_run(config: RunConfig, iters: tuple) -> dict:
     source = history.source
     return {"config": config.to_dict(),
             "data": {"release": source.release, "folder": source.folder} if source else None,
-            "history": [e._asdict() for e in history], "diverged": diverged, "computed_with": engine.describe(),
+            "history": [e._asdict() for e in history], "diverged": diverged, "computed_with": numerics.record(),
             "final_train_acc_eval": None if net is None else evaluate_accuracy(train_eval_iter, net),
             "seconds": time.perf_counter() - start}
 

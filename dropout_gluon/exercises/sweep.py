@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .. import engine
+from .. import numerics
 from ..config import RunConfig, whole
 from ..data import load_dataset
-from ..engine import usable_cpus
+from ..numerics import usable_cpus
 from ..errors import UserError
 from ..fashion_mnist import Dataset
 from ..persist import write_text
@@ -34,7 +34,7 @@ def key(config: RunConfig) -> str:
     Portable numerics give the same digits on every processor; native ones are this process's kernel,
     oneDNN, threads and processor, so a cache made under other native numerics is never mixed in.
     """
-    numerics = {} if config.numerics == "portable" else engine.describe()
+    numerics = {}
     text = json.dumps({"version": CACHE_VERSION, **config.identity(), **numerics}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

@@ -1,0 +1,244 @@
+"""How MXNet computes: the numerics modes (portable, native), chosen as MXNet loads, and the numerics record.
+
+The same configuration and seed give the same floats on one machine in either mode. Across processors,
+three things inside MXNet 1.9.1's wheel change the floats (docs/performance.md has the evidence):
+- the bundled OpenBLAS 0.3.13 picks a GEMM kernel per processor (`OPENBLAS_CORETYPE` forces one);
+- oneDNN 2.4 JIT-compiles `FullyConnected`, the ReLU activation and `log_softmax` for the widest instruction
+  set it finds (`MXNET_MKLDNN_ENABLED=0` turns it off);
+- the OpenMP threads an operator gets (half the processors on x86): MXNet's own reductions split by thread.
+MXNet's own kernels are compiled for SSE2 and draw random numbers per fixed-size chunk: the same everywhere.
+
+- `portable` pins all three: OpenBLAS's Sandybridge kernel (AVX, so the floor is a processor with AVX),
+  oneDNN off, one thread per operator; MXNet's own float-changing variables are cleared. The same history
+  to the last digit on every such x86-64 machine (tests/test_numerics.py simulates machines).
+- `native` is the fastest setting measured for the processor at hand (`native_settings`), its own digits.
+
+`DROPOUT_GLUON_NUMERICS` picks the mode before the package is imported (default: portable, where the
+processor has AVX). The variables are set only while MXNet loads: the user's environment is then as it was.
+Every run records `record()`, computed in the process that trains it.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import platform
+import sys
+import warnings
+from unittest import mock
+
+from . import compat
+from .errors import UserError
+
+MODES = ("portable", "native")
+MODE_VAR = "DROPOUT_GLUON_NUMERICS"
+PORTABLE = {"OPENBLAS_CORETYPE": "Sandybridge", "MXNET_MKLDNN_ENABLED": "0", "OMP_NUM_THREADS": "1",
+            "MXNET_OMP_MAX_THREADS": "1"}
+# With oneDNN off, MXNet warns once per operator that falls back to its own kernel: that is the point, not news.
+QUIET_FALLBACK = {"MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0"}
+# MXNet's own variables that change CPU floats (read as operators run): cleared in portable mode, recorded.
+FLOAT_VARIABLES = ("MXNET_SAFE_ACCUMULATION", "MXNET_USE_OPERATOR_TUNING", "MXNET_ENFORCE_DETERMINISM")
+PORTABLE_FLOOR = "avx"  # the Sandybridge kernel's instruction set
+NAIVE = {"MXNET_ENGINE_TYPE": "NaiveEngine"}
+LOADED_VARIABLES = (*PORTABLE, "DNNL_MAX_CPU_ISA", "MXNET_ENGINE_TYPE")  # what `record` reads of `LOADED`
+
+MODE = None      # the mode MXNet was loaded in (load_mxnet)
+FALLBACK = None  # why the default is native here, or None: a note for the user
+PROBLEM = None   # why the mode asked for cannot be had (raised by `check` when a run is made), or None
+LOADED = {}      # the variables that decide MXNet's numerics, as MXNet saw them load
+
+
+class NumericsError(UserError):
+    """A numerics mode that cannot be had here (unknown, or a processor below portable's floor)."""
+
+
+def usable_cpus() -> int:
+    """Processors this process may run on (what OpenMP counts), or all of them where that is unknown."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def is_x86(machine: str) -> bool:
+    return machine.lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+def threads_per_operator(cpus: int, machine: str) -> int:
+    """OpenMP threads MXNet 1.9 gives each operator when OMP_NUM_THREADS is unset: half the processors on x86."""
+    return max(1, cpus // 2 if is_x86(machine) else cpus)
+
+
+def processor() -> tuple:
+    """`(name, set of instruction-set features)` of this processor (archspec: CPUID on x86, sysctl on macOS)."""
+    import archspec.cpu
+
+    host = archspec.cpu.host()
+    return archspec.cpu.detect.brand_string() or host.name, set(host.features)
+
+
+def choose(environ, flags: set, machine: str) -> str:
+    """The mode: `DROPOUT_GLUON_NUMERICS` if set (a NumericsError if it cannot be had), else portable where
+    the processor allows it, else native."""
+    asked = environ.get(MODE_VAR, "")
+    if asked and asked not in MODES:
+        raise NumericsError(f"{MODE_VAR} must be 'portable' or 'native', got {asked!r}")
+    portable_ok = is_x86(machine) and PORTABLE_FLOOR in flags
+    if asked == "portable" and not portable_ok:
+        raise NumericsError(f"portable numerics need an x86-64 processor with AVX (OpenBLAS's Sandybridge kernel); "
+                            f"this one has none: set {MODE_VAR}=native (its digits differ from the README's)")
+    return asked or ("portable" if portable_ok else "native")
+
+
+def native_settings(environ, flags: set) -> dict:
+    """The fastest setting measured for this kind of processor (docs/performance.md, 'The two modes').
+
+    OpenBLAS 0.3.13 falls back to its SSE3 kernel on processors newer than it knows, so the kernel is named
+    for the instruction set: Haswell with AVX2 and FMA (also on AVX-512, which it has no kernel for),
+    Sandybridge with AVX only. oneDNN is faster with AVX-512 and slower with AVX2 alone: off there.
+    A user's own value of any of these variables stands.
+    """
+    chosen = {}
+    if "avx2" in flags and "fma" in flags:
+        chosen["OPENBLAS_CORETYPE"] = "Haswell"
+        if "avx512f" not in flags:
+            chosen["MXNET_MKLDNN_ENABLED"] = "0"
+    elif "avx" in flags:
+        chosen["OPENBLAS_CORETYPE"] = "Sandybridge"
+    chosen = {k: v for k, v in chosen.items() if k not in environ}
+    return {**chosen, **QUIET_FALLBACK} if chosen.get("MXNET_MKLDNN_ENABLED") == "0" else chosen
+
+
+def settings(environ, mode: str, flags: set, openmp_first: bool) -> dict:
+    """The variables MXNet loads with in `mode`.
+
+    An OpenMP runtime loaded before MXNet (PyTorch's, say) has read its thread count already, and OpenBLAS
+    asks it on every call from the thread that calls: on MXNet's engine thread that would be threaded sgemm,
+    other floats (and with two engine threads, a deadlock). So MXNet then runs each operator on the calling
+    thread (NaiveEngine), whose OpenMP thread count `threads()` sets while training.
+    """
+    added = {**PORTABLE, **QUIET_FALLBACK} if mode == "portable" else native_settings(environ, flags)
+    if openmp_first and (mode == "portable" or "MXNET_ENGINE_TYPE" not in environ):
+        added.update(NAIVE)
+    return added
+
+
+def openmp_loaded() -> bool:
+    """Whether this process has an OpenMP runtime loaded (threadpoolctl lists what is loaded)."""
+    from threadpoolctl import threadpool_info
+
+    return any(lib["user_api"] == "openmp" for lib in threadpool_info())
+
+
+def load_mxnet() -> dict:
+    """Import MXNet in the mode `DROPOUT_GLUON_NUMERICS` asks for; return the variables it loaded with (nothing if
+    MXNet was already loaded: its numerics are then MXNet's defaults, recorded as native)."""
+    global MODE, PROBLEM, FALLBACK
+    import numpy  # first, in the user's environment: numpy's own BLAS keeps the user's threads
+
+    if sys.modules.get("mxnet") is not None:  # too late to pin anything: MXNet's own choices stand
+        MODE, FALLBACK = "native", ("mxnet was imported before dropout_gluon, so MXNet computes with its own "
+                                    "choices (native numerics): import dropout_gluon first for the README's digits")
+        warnings.warn(FALLBACK, stacklevel=3)
+        LOADED.update({k: v for k, v in os.environ.items() if k in LOADED_VARIABLES})
+        return {}
+    _, flags = processor()
+    try:
+        MODE = choose(os.environ, flags, platform.machine())
+    except NumericsError as e:  # raised when a run is made, so that importing the package still works
+        MODE, PROBLEM = "native", str(e)
+    if MODE == "native" and not os.environ.get(MODE_VAR):  # the default, on a processor below portable's floor
+        FALLBACK = ("this processor has no AVX, which portable numerics need, so the package computes in native "
+                    "numerics: the digits differ from the README's")
+    cleared = [k for k in FLOAT_VARIABLES if k in os.environ] if MODE == "portable" else []
+    with mock.patch.dict(os.environ):  # the user's environment comes back as the block ends (threadpoolctl's too)
+        added = settings(os.environ, MODE, flags, openmp_loaded())
+        os.environ.update(added)
+        for name in cleared:
+            del os.environ[name]
+        compat.prepare_for_mxnet(numpy)
+        try:
+            import mxnet
+        except ModuleNotFoundError as e:
+            if e.name != "mxnet":
+                raise
+            raise ImportError("MXNet 1.9.1 is not installed: pip install mxnet==1.9.1 (on Python 3.13, where its "
+                              "metadata asks for a numpy < 2 that has no wheels: pip install --no-deps mxnet==1.9.1, "
+                              "as scripts/setup.sh does)") from None
+
+        # Some settings are read the first time an operator runs (oneDNN's switch): run one now.
+        x = mxnet.nd.ones((1, 2))
+        mxnet.nd.log_softmax(mxnet.nd.FullyConnected(x, x, num_hidden=1, no_bias=True).relu()).wait_to_read()
+        LOADED.update({k: v for k, v in os.environ.items() if k in LOADED_VARIABLES})
+    for name in cleared:  # read by MXNet each time an operator runs, so they stay cleared
+        warnings.warn(f"portable numerics: {name} unset, as it changes the floats (set {MODE_VAR}=native to keep it)",
+                      stacklevel=3)
+        del os.environ[name]
+    return added
+
+
+def check(ctx: str = "cpu") -> None:
+    """A NumericsError if a run on `ctx` cannot compute as this process's mode says."""
+    if PROBLEM:
+        raise NumericsError(PROBLEM)
+    if MODE == "portable" and ctx.startswith("cpu") and blas_kernel() != PORTABLE["OPENBLAS_CORETYPE"]:
+        raise NumericsError(f"MXNet computes with OpenBLAS's {blas_kernel()} kernel, not Sandybridge (another "
+                            f"OpenBLAS was loaded before MXNet?): import dropout_gluon first, or set {MODE_VAR}=native")
+
+
+def threads():
+    """A context in which the calling thread gives each operator the mode's OpenMP threads (see `settings`)."""
+    if LOADED.get("MXNET_ENGINE_TYPE") != NAIVE["MXNET_ENGINE_TYPE"]:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=_threads(), user_api="openmp")
+
+
+def _threads() -> int:
+    threads = LOADED.get("MXNET_OMP_MAX_THREADS") or LOADED.get("OMP_NUM_THREADS")
+    return int(threads) if threads else threads_per_operator(usable_cpus(), platform.machine())
+
+
+@functools.lru_cache(maxsize=None)  # fixed once MXNet has loaded
+def blas_kernel() -> str:
+    """The GEMM kernel of the OpenBLAS that MXNet ships, as it names itself (e.g. 'Sandybridge'), or 'unknown'."""
+    import mxnet
+    from threadpoolctl import threadpool_info
+
+    here = os.path.dirname(os.path.realpath(mxnet.__file__))
+    return next((lib.get("architecture") or "unknown" for lib in threadpool_info() if lib["internal_api"] == "openblas"
+                 and os.path.dirname(os.path.realpath(lib["filepath"])) == here), "unknown")
+
+
+def record(ctx: str = "cpu") -> dict:
+    """The numerics record: how this process computes a run on `ctx` ('cpu', 'gpu(0)'), and what else decides
+    the floats (glibc's expf and logf changed at 2.27 and 2.28; numpy; MXNet's float variables)."""
+    import numpy
+
+    name, flags = processor()
+    features = " ".join(f for f in ("avx", "avx2", "fma", "avx512f") if f in flags)
+    about = {"processor": f"{name} ({platform.machine()}{'; ' + features if features else ''})",
+             "glibc": platform.libc_ver()[1] or "none", "numpy": numpy.__version__,
+             "mxnet_variables": " ".join(f"{k}={os.environ[k]}" for k in FLOAT_VARIABLES if k in os.environ)}
+    if not ctx.startswith("cpu"):  # a GPU computes with CUDA's libraries: no claim about the CPU's numerics
+        return {"numerics": ctx, **about}
+    onednn = "off" if LOADED.get("MXNET_MKLDNN_ENABLED") == "0" else "on"
+    if onednn == "on" and LOADED.get("DNNL_MAX_CPU_ISA"):
+        onednn += f" (up to {LOADED['DNNL_MAX_CPU_ISA']})"
+    return {"numerics": MODE, "blas_kernel": blas_kernel(), "onednn": onednn, "threads_per_operator": _threads(),
+            **about}
+
+
+def deciding(numerics: dict) -> dict:
+    """What of a numerics record decides the floats: in portable mode all but the processor."""
+    return {k: v for k, v in numerics.items() if not (numerics.get("numerics") == "portable" and k == "processor")}
+
+
+def summary(numerics: dict) -> str:
+    """A record in a line: 'portable: OpenBLAS Sandybridge, oneDNN off, 1 thread per operator; <processor>'."""
+    if "blas_kernel" not in numerics:
+        return f"{numerics['numerics']}: CUDA; {numerics['processor']}"
+    n = numerics["threads_per_operator"]
+    return (f"{numerics['numerics']}: OpenBLAS {numerics['blas_kernel']}, oneDNN {numerics['onednn']}, "
+            f"{n} thread{'s' if n != 1 else ''} per operator; {numerics['processor']}")
