@@ -1,14 +1,12 @@
 """The benchmark's measurements, each in a fresh process: `python -m benchmarks.cells KIND ARGS_JSON`.
 
 A cell prints its result as JSON on its last line. All but the references (reference.py) load the
-package first, and with it MXNet and the package's engine settings, as a user's program does.
+package first, and with it MXNet in the package's numerics mode, as a user's program does.
 """
 from __future__ import annotations
 
 import importlib
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -38,30 +36,27 @@ def cell_prepare(out: str) -> dict:
     import numpy as np
 
     import dropout_gluon
-    from dropout_gluon import data, engine
+    from dropout_gluon import data, numerics
 
     dataset = data.load_dataset()
     for name, array in zip(("train_x", "train_y", "test_x", "test_y"), dataset.arrays):
         np.save(Path(out) / f"{name}.npy", array)
-    # The user's choices, or what the package applied (it unsets the worker count once MXNet has read it).
-    settings = {name: os.environ[name] for name in engine.USER_CHOICES if name in os.environ}
-    settings.update(dropout_gluon.ENGINE_SETTINGS)
-    threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or engine.threads_per_operator(engine.usable_cpus(),
-                                                                                        platform.machine())
-    return {"mxnet": mx.__version__, "numpy": np.__version__, "gpus": mx.context.num_gpus(), "engine": settings,
-            "numerics": engine.summary(engine.describe()),
-            "flags": sorted(engine.cpuinfo()[1] & {"avx", "avx2", "fma", "avx512f"}),
-            "threads_per_operator": threads, "data": str(dataset.source), "chapter": chapter()}
+    # What MXNet loaded with: the package's settings and the user's own (numerics.LOADED).
+    record = numerics.record()
+    return {"mxnet": mx.__version__, "numpy": np.__version__, "gpus": mx.context.num_gpus(),
+            "engine": {**numerics.LOADED, **dropout_gluon.ENGINE_SETTINGS}, "numerics": numerics.summary(record),
+            "flags": sorted(numerics.processor()[1] & {"avx", "avx2", "fma", "avx512f"}),
+            "threads_per_operator": record["threads_per_operator"], "data": str(dataset.source), "chapter": chapter()}
 
 
 def cell_mxnet(model: str, loader: str, epochs: int) -> dict:
     """The package's own training (`run.train`, the default path, in the numerics mode DROPOUT_GLUON_NUMERICS
     asks for): seconds of each epoch after a warm-up, and how they were computed."""
-    from dropout_gluon import RunConfig, engine, run
+    from dropout_gluon import RunConfig, numerics, run
 
     _, history = run.train(RunConfig(model, num_epochs=epochs + 1, loader=loader), log=None)
     return {"seconds": history.column("seconds")[1:], "test_acc": history[-1].test_acc,
-            "numerics": engine.summary(engine.describe())}
+            "numerics": numerics.summary(numerics.record())}
 
 
 def cell_book(model: str, epochs: int) -> dict:
@@ -168,7 +163,7 @@ CELLS = {"prepare": cell_prepare, "mxnet": cell_mxnet, "book": cell_book, "mxnet
 def main(argv: list | None = None) -> int:
     kind, kwargs = sys.argv[1:] if argv is None else argv
     if kind not in REFERENCES:
-        # Before any cell imports MXNet, as in a user's program: the package's engine settings apply.
+        # Before any cell imports MXNet, as in a user's program: the package chooses its numerics.
         importlib.import_module("dropout_gluon")
     print(json.dumps(CELLS[kind](**json.loads(kwargs))))
     return 0

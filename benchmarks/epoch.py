@@ -22,15 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-# No import may load the package here: it would add its engine settings to this process's environment,
-# which every cell inherits, and a cell that finds one of them set takes it for the user's choice.
+# No import may load the package here: MXNet's OpenMP runtime would then be in this process, and the
+# orchestrator's only job is to start each cell in a fresh one.
 from . import page, report
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTHS, BATCHES = (256, 512, 1024, 2048), (64, 256, 1024)
-# Settings of MXNet and its OpenMP runtime that --env-sweep measures against the default. Setting any of them
-# replaces the engine settings the package adds on small x86 machines (dropout_gluon/engine.py), so the first
-# row, MXNET_CPU_WORKER_NTHREADS=1, is MXNet's own defaults. MXNet 1.9 gives its operators half the
+# Settings of MXNet and its OpenMP runtime that --env-sweep measures against the default (in native numerics,
+# a user's own value stands: dropout_gluon/numerics.py). MXNet 1.9 gives its operators half the
 # processors (it assumes two hyperthreads per core), so without hyperthreads its matrix products use half
 # the cores unless OMP_NUM_THREADS says otherwise.
 ENV_SWEEP = ["MXNET_CPU_WORKER_NTHREADS=1", "OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE",
