@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import dropout_gluon as gb  # before MXNet loads, so that its engine settings apply
+import dropout_gluon as gb  # before MXNet loads, so that it loads in the package's numerics mode
 from dropout_gluon import config, data
 from dropout_gluon import fashion_mnist as fm
 
