@@ -9,7 +9,7 @@
 - the iterators against the book's `ToTensor`; a sweep worker's one float32 copy of the images; every
   history names the release it came from;
 - `data verify` hashes every file again, `data fetch` downloads into the folder chosen and never into a
-  folder of the other release; the old argument names (issue 16, finding 6).
+  folder of the other release; `root=` and `data_dir=` in the book's function; read errors are read errors.
 """
 from __future__ import annotations
 
@@ -518,9 +518,60 @@ def test_data_fetch_downloads_into_the_folder_chosen_and_only_its_release(http_s
     assert (data.mxnet_dir() / (NAME + ".gz")).read_bytes() == before
 
 
-def test_the_old_argument_names_still_work(small_dataset):
+def test_the_books_root_and_data_dir_name_the_same_folder(small_dataset):
+    # load_data_fashion_mnist(data_dir=...) was a TypeError: the book's `root` was its only name for the folder.
     folder, _ = small_dataset
-    assert data.load_dataset(root=folder, release="final").source == data.load_dataset(folder, "final").source
-    assert data.status(root=folder) == data.status(data_dir=folder)
-    with pytest.raises(ValueError, match="old name of data_dir"):
-        data.load_dataset(root=folder, data_dir=folder)
+    by_root, _ = data.load_data_fashion_mnist(32, root=folder)
+    by_data_dir, _ = data.load_data_fashion_mnist(32, data_dir=folder)
+    assert by_root.source == by_data_dir.source == fm.Source("final", str(folder))
+    with pytest.raises(ValueError, match="give the data folder as root= or as data_dir= .*, not both"):
+        data.load_data_fashion_mnist(32, root=folder, data_dir=folder)
+
+
+def test_what_cannot_be_read_is_a_read_error(small_dataset, monkeypatch):
+    # A folder that may not be listed (mode 000 for anyone but root) raised PermissionError out of the search,
+    # which the command line then reported as "cannot write". Simulated: the tests run as root.
+    import errno
+    import os
+    import pathlib
+
+    folder, _ = small_dataset
+    stat, listdir, read_bytes = os.stat, os.listdir, pathlib.Path.read_bytes
+
+    def denied(real, inside):
+        def call(path, *args, **kwargs):
+            if str(path).startswith(str(inside)):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "listdir", denied(listdir, folder))
+    monkeypatch.setattr(os, "stat", denied(stat, f"{folder}{os.sep}"))  # the folder itself can be stat'ed
+    with pytest.raises(fm.DataError, match=f"the data folder .*: cannot read {folder}: Permission denied"):
+        data.load_dataset(folder)
+    with pytest.raises(fm.DataError, match=f"cannot read {folder}: Permission denied"):
+        download.fetch_release("final", folder)
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "stat", stat)
+    # A file that may not be read, in a folder that may.
+    monkeypatch.setattr(pathlib.Path, "read_bytes", denied(read_bytes, folder / (NAME + ".gz")))
+    fm.clear_cache()
+    with pytest.raises(fm.DataError, match=f"cannot read {folder / NAME}.gz: Permission denied; replace it"):
+        data.load_dataset(folder)
+    with pytest.raises(fm.DataError, match=f"^cannot read {folder / NAME}.gz: Permission denied$"):
+        fm.verify(folder / (NAME + ".gz"), NAME)
+
+
+def test_clear_cache_lets_go_of_the_verified_arrays(small_dataset):
+    # For a sweep's release(): a long-lived worker must not keep the raw arrays after a sweep.
+    import gc
+    import weakref
+
+    folder, _ = small_dataset
+    fm.clear_cache()
+    ref = weakref.ref(data.load_dataset(folder).arrays[0])
+    gc.collect()
+    assert ref() is not None  # remembered: the next load does not hash the files again
+    fm.clear_cache()
+    gc.collect()
+    assert ref() is None
