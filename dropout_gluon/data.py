@@ -15,18 +15,8 @@ from mxnet import gluon, nd
 
 from .config import LOADERS, one_of, whole
 from .download import fetch_release
-from .fashion_mnist import (
-    DEFAULT_RELEASE,
-    ENV_VAR,
-    FIX,
-    NAMES,
-    DataError,
-    Dataset,
-    Source,
-    check_release,
-    problem,
-    scan,
-)
+from .errors import UserError
+from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, FIX, DataError, Dataset, Source, check_release, open_folder
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian/Ubuntu: apt-get install dataset-fashion-mnist
 
@@ -62,7 +52,7 @@ def status(data_dir=None, data_release: str = DEFAULT_RELEASE) -> list:
     """`[(folder, problem)]` for each folder a run would look at, in order; `problem` is None where it is usable."""
     release = check_release(data_release)
     chosen = chosen_dir(data_dir)
-    return [(folder, _open(folder, release)[1]) for folder in ([chosen[0]] if chosen else default_dirs())]
+    return [(folder, open_folder(folder, release)[1]) for folder in ([chosen[0]] if chosen else default_dirs())]
 
 
 def load_dataset(data_dir=None, data_release: str = DEFAULT_RELEASE, *, download: bool = True,
@@ -71,45 +61,28 @@ def load_dataset(data_dir=None, data_release: str = DEFAULT_RELEASE, *, download
 
     A folder the caller chose (`data_dir`, else $DROPOUT_GLUON_DATA) must hold them, or this fails saying
     why. Otherwise the first folder of `default_dirs()` that holds them whole is used; failing that, the
-    release is downloaded from a mirror that serves it (if `download`). (`root=` and `release=`, the old
-    names, still work.)
+    release is downloaded from a mirror that serves it (if `download`).
     """
     release = check_release(data_release)
     chosen = chosen_dir(data_dir)
-    if chosen:
-        folder, who = chosen
-        dataset, why = _open(folder, release)
-        if why:
-            other = f"unset {ENV_VAR}" if who == ENV_VAR else "leave out data_dir= / --data-dir"
-            raise DataError(f"the data folder ({who}): {why[0]}; {why[1]} (or {other} to search the usual folders)")
-        return dataset
     passed = []
-    for folder in default_dirs():
-        dataset, why = _open(folder, release)
+    for folder in [chosen[0]] if chosen else default_dirs():
+        dataset, why = open_folder(folder, release)
         if dataset:
             return dataset
         passed.append(why[0])
+    if chosen:
+        other = f"unset {ENV_VAR}" if chosen[1] == ENV_VAR else "leave out data_dir= / --data-dir"
+        raise DataError(f"the data folder ({chosen[1]}): {why[0]}; {why[1]} (or {other} to search the usual folders)")
     if download:
-        folder = download_dir(release)
         try:
-            fetch_release(release, folder, urls=urls)
-            dataset, why = _open(folder, release)
-            if dataset:
-                return dataset
-            passed.append(why[0])
+            fetch_release(release, download_dir(release), urls=urls)
         except DataError as e:
             passed.append(str(e))
+        else:  # every file of the release is there now, verified
+            return load_dataset(download_dir(release), release)
     raise DataError(f"no folder holds Fashion-MNIST's {release} release whole ({'; '.join(passed)}); "
                     f"{FIX[release]}")
-
-
-def _open(folder: Path, release: str) -> tuple:
-    """`(dataset, None)` if `folder` holds `release` whole, else `(None, (what is wrong, what to do))`."""
-    found = scan(folder)
-    why = problem(folder, found, release)
-    if why:
-        return None, why
-    return Dataset(Source(release, str(folder)), tuple(found[name].array for name in NAMES)), None
 
 
 # ------------------------------------------------------------------------------------------ data iterators
@@ -144,13 +117,9 @@ class DataIter:
     def __iter__(self) -> Iterator:
         n, b = self.labels.shape[0], self.batch_size
         # The shuffle draws from numpy's global generator, which `set_seed` seeds with MXNet's.
-        order = nd.array(np.random.permutation(n), dtype="int32") if self.shuffle else None
+        order = nd.array(np.random.permutation(n) if self.shuffle else np.arange(n), dtype="int32")
         for i in range(0, n, b):
-            if order is None:
-                X, y = self.images[i:i + b], self.labels[i:i + b]
-            else:
-                idx = order[i:i + b]
-                X, y = self.images.take(idx), self.labels.take(idx)
+            X, y = self.images.take(order[i:i + b]), self.labels.take(order[i:i + b])
             if self.resize:
                 X = nd.image.to_tensor(nd.image.resize(X, self.resize))
             yield X, y
@@ -169,19 +138,22 @@ def to_tensor(images: np.ndarray, chunk: int = 10000) -> nd.NDArray:
     return out
 
 
-def load_data_fashion_mnist(batch_size: int, resize: int | None = None, root=None,
-                            loader: str = "memory", data_release: str = DEFAULT_RELEASE) -> tuple:
+def load_data_fashion_mnist(batch_size: int, resize: int | None = None, root=None, loader: str = "memory",
+                            data_release: str = DEFAULT_RELEASE, data_dir=None) -> tuple:
     """Return `(train_iter, test_iter)` over a verified release of Fashion-MNIST (`load_dataset`).
 
     Training batches are shuffled each epoch. loader='memory' (default) batches in-memory arrays;
     loader='gluon' is the book's pipeline (a Gluon DataLoader with per-sample transforms and 4 worker
-    processes), kept to compare against. Each iterator's `source` names the release and folder.
+    processes), kept to compare against. Each iterator's `source` names the release and folder. `root` (the
+    book's name) and `data_dir` (this package's) are the same folder.
     """
+    if root is not None and data_dir is not None:
+        raise UserError("give the data folder as root= or as data_dir= (the same thing), not both")
     batch_size = whole(batch_size, "batch_size")  # bad arguments fail before any data is read
     one_of(loader, "loader", LOADERS)
     if resize is not None:
         resize = whole(resize, "resize")
-    return data_iters(load_dataset(root, data_release), batch_size, loader, resize=resize)
+    return data_iters(load_dataset(data_dir if root is None else root, data_release), batch_size, loader, resize=resize)
 
 
 def data_iters(dataset: Dataset, batch_size: int, loader: str = "memory", train_size: int | None = None,
@@ -236,7 +208,6 @@ class BatchProgress:
         return len(self.data_iter)
 
     def __iter__(self):
-        from mxnet import nd
         from tqdm import tqdm
 
         with tqdm(total=len(self.data_iter), desc=self.desc, unit="batch", leave=False) as bar:

@@ -1,24 +1,28 @@
-"""Downloading a release of Fashion-MNIST, each file verified before it gets its name."""
+"""Downloading a release of Fashion-MNIST, each file verified twice before it gets its name.
+
+pooch downloads a file, retrying, and checks it against its published .gz hash before naming it (the
+temporary name below); `verify` then checks what it decompresses to, and only then is it given its own name.
+"""
 from __future__ import annotations
 
 import os
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, NAMES, DataError, identify, scan
-from .persist import atomic_write
+from . import fashion_mnist
+from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, NAMES, DataError, scan, verify
 
 
 def mirrors(release: str) -> list:
     """Where `release` can be downloaded: Gluon's mirror serves only the first, Zalando's only the final."""
-    if release == "first":  # honours MXNET_GLUON_REPO, as Gluon does
-        repo = os.environ.get("MXNET_GLUON_REPO", "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/")
-        return [repo.rstrip("/") + "/gluon/dataset/fashion-mnist/"]
-    return ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
+    if release != "first":
+        return ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
+    repo = os.environ.get("MXNET_GLUON_REPO", "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/")
+    if not repo.startswith(("http://", "https://")):  # honoured as Gluon does, which needs a URL too
+        raise DataError(f"MXNET_GLUON_REPO must start with http:// or https://, got {repo!r}; set it to the "
+                        f"mirror's URL, or unset it to use Gluon's own")
+    return [repo.rstrip("/") + "/gluon/dataset/fashion-mnist/"]
 
 
 def fetch_release(release: str, dest: Path, *, urls: Sequence[str] | None = None, **kwargs) -> None:
@@ -36,42 +40,42 @@ def fetch_release(release: str, dest: Path, *, urls: Sequence[str] | None = None
 
 
 def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequence[str] | None = None,
-          retries: int = 3, backoff: float = 1.0, timeout: float = 30.0) -> Path:
-    """Download `name`.gz of `release` into `dest`, verified before it gets its final name."""
-    dest = Path(dest)
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create {dest} to download {name}: {e.strerror}") from None
-    final = dest / (name + ".gz")
+          retries: int = 3, timeout: float = 30.0) -> Path:
+    """Download `name`.gz of `release` into `dest`, verified (its .gz hash, then its payload) before it gets its
+    name: a failed check leaves nothing."""
+    import pooch
+    import requests
+
+    spec, dest, part = fashion_mnist.FILES[release][name], Path(dest), Path(dest) / f".{name}.gz.part"
+    algorithm, known = ("md5", spec.gz_md5) if release == "final" else ("sha1", spec.gz_sha1)  # as published
     errors = []
-    for attempt in range(retries):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        for base in urls if urls is not None else mirrors(release):
-            url = base + name + ".gz"
-            try:
-                return atomic_write(final, lambda tmp, url=url: _download(url, tmp, name, release, timeout))
-            except (OSError, urllib.error.URLError, DataError) as e:
-                errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
-    last = f"{errors[-1]}, after {retries} tries" if errors else "no mirror to download from"
-    raise DataError(f"could not download the {release} release's {name} ({last})")
+    for base in mirrors(release) if urls is None else urls:
+        url = base + name + ".gz"
+        fetcher = pooch.create(dest, base, registry={part.name: f"{algorithm}:{known}"}, urls={part.name: url},
+                               retry_if_failed=retries - 1)
+        try:
+            fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=timeout))
+            got = verify(part, name)[0]
+            if got != release:
+                raise DataError(f"it is the {got} release's file, not the {release} release's")
+            os.replace(part, dest / (name + ".gz"))
+            return dest / (name + ".gz")
+        except DataError as e:
+            errors.append(f"{url}: {str(e).replace(str(part), 'the downloaded file')}")
+        except ValueError:  # pooch's check of the .gz hash
+            errors.append(f"{url}: not the file published ({algorithm.upper()} differs), after {retries} tries")
+        except requests.RequestException as e:
+            errors.append(f"{url}: {_reason(e)}, after {retries} tries")
+        except OSError as e:
+            raise DataError(f"cannot write {dest} to download {name}: {_reason(e)}") from None
+        finally:
+            if part.exists():
+                part.unlink()
+    raise DataError(f"could not download the {release} release's {name} ({errors[-1] if errors else 'no mirror'})")
 
 
-def _download(url: str, tmp: str, name: str, release: str, timeout: float) -> None:
-    # Into a temp file that `atomic_write` renames only if this returns: a failed check leaves nothing.
-    from tqdm import tqdm
-
-    with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-        print(f"downloading {url}", file=sys.stderr)
-        size = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=size, unit="B", unit_scale=True, leave=False, disable=not sys.stderr.isatty()) as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
-    try:
-        got = identify(tmp, name)[0]
-    except DataError as e:
-        raise DataError(str(e).replace(tmp, "the downloaded file")) from None
-    if got != release:
-        raise DataError(f"the downloaded file is the {got} release's, not the {release} release's")
+def _reason(e: BaseException) -> str:
+    # requests and pooch wrap the system's error (say, "Connection refused") in their own, once or twice.
+    while e.__cause__ or e.__context__:
+        e = e.__cause__ or e.__context__
+    return getattr(e, "strerror", None) or str(e)

@@ -3,7 +3,7 @@
 The data set was published twice, and the two releases are different data (docs/data.md): the *first*
 (2017-08-26), which Gluon's mirror serves, so every published run of the book used it, and the *final*
 (2017-08-31), which Zalando, torchvision, Keras and Debian ship. A data set here is therefore four files of
-one release from one folder (`scan`, `problem`), never a file picked from here and one from there.
+one release from one folder (`open_folder`), never a file picked from here and one from there.
 """
 from __future__ import annotations
 
@@ -84,11 +84,11 @@ def check_release(release) -> str:
 
 class Source(NamedTuple):
     """What a run trained and tested on: a release of Fashion-MNIST and the folder its four files came from."""
-    release: str
-    folder: str
+    data_release: str
+    data_dir: str
 
     def __str__(self) -> str:
-        return f"Fashion-MNIST {self.release} release ({RELEASES[self.release]}), {self.folder}"
+        return f"Fashion-MNIST {self.data_release} release ({RELEASES[self.data_release]}), {self.data_dir}"
 
 
 class Dataset(NamedTuple):
@@ -101,27 +101,19 @@ class Dataset(NamedTuple):
 
 def read_idx(path: os.PathLike | str) -> np.ndarray:
     """Read an IDX file of unsigned bytes (.gz or raw), checking its magic number and length."""
-    path = Path(path)
-    return _parse_idx(path, _payload(path, _read(path)))
+    return _load(Path(path))[2]
 
 
-def _read(path: Path) -> bytes:
+def _load(path: Path) -> tuple:
+    """`(the file's bytes, its IDX payload, the array)`; a DataError saying what is wrong with the file."""
     try:
-        return path.read_bytes()
+        raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror}") from None
-
-
-def _payload(path: Path, raw: bytes) -> bytes:
-    if raw[:2] != b"\x1f\x8b":  # not gzip: take it as raw IDX bytes
-        return raw
     try:
-        return gzip.decompress(raw)
+        payload = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw  # not gzip: taken as raw IDX bytes
     except (EOFError, OSError, zlib.error) as e:
         raise DataError(f"{path} is a truncated or damaged gzip file ({e})") from None
-
-
-def _parse_idx(path: Path, payload: bytes) -> np.ndarray:
     # Header: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, then one
     # big-endian uint32 per dimension.
     if len(payload) < 4 or payload[:3] != b"\x00\x00\x08" or not 1 <= payload[3] <= 4:
@@ -137,53 +129,34 @@ def _parse_idx(path: Path, payload: bytes) -> np.ndarray:
         what = "truncated" if len(payload) < expected else "longer than its header says"
         raise DataError(f"{path} is {what}: {len(payload)} bytes of IDX data, expected {expected} "
                         f"for shape {shape}")
-    return np.frombuffer(payload, np.uint8, offset=header).reshape(shape)
-
-
-def identify(path: os.PathLike | str, name: str) -> tuple:
-    """`(release, array)` for a genuine copy of file `name`; a DataError saying what is wrong with any other."""
-    release, array, _ = verify(path, name)
-    return release, array
+    return raw, payload, np.frombuffer(payload, np.uint8, offset=header).reshape(shape)
 
 
 def verify(path: os.PathLike | str, name: str) -> tuple:
-    """`(release, array, the checksum that matched)`, read and hashed anew; a DataError for anything but a
-    genuine copy of file `name`."""
+    """`(release, array, the checksum that matched)` for a genuine copy of file `name`, read and hashed anew;
+    a DataError saying what is wrong with any other file."""
     path = Path(path)
-    raw = _read(path)
-    payload = _payload(path, raw)
-    array = _parse_idx(path, payload)
-    specs = {release: files[name] for release, files in FILES.items()}
-    shapes = {spec.shape for spec in specs.values()}
+    raw, payload, array = _load(path)
+    shapes = {files[name].shape for files in FILES.values()}
     if array.shape not in shapes:
         raise DataError(f"{path} has shape {array.shape}, expected {' or '.join(map(str, sorted(shapes)))}: "
                         f"is it {name}?")
-    # The payload hash first: it identifies Debian's re-gzipped copies and costs one pass.
-    sums = {"payload SHA-256": hashlib.sha256(payload).hexdigest()}
-    match = [(r, "payload SHA-256") for r, spec in specs.items() if spec.payload_sha256 == sums["payload SHA-256"]]
-    if not match:
-        sums.update({".gz SHA-1": hashlib.sha1(raw).hexdigest(), ".gz MD5": hashlib.md5(raw).hexdigest()})
-        match = [(r, how) for r, spec in specs.items()
-                 for how, known in ((".gz SHA-1", spec.gz_sha1), (".gz MD5", spec.gz_md5)) if sums[how] == known]
-    if not match:
-        raise DataError(f"{path} matches no release's published checksums (a damaged or different file)")
-    array.setflags(write=False)  # shared by the cache below: nobody may change it in place
-    release, how = match[0]
-    return release, array, f"{how} {sums[how]}"
+    # The payload first: its hash is how Debian's re-gzipped copies verify.
+    for how, field, digest in (("payload SHA-256", "payload_sha256", hashlib.sha256(payload).hexdigest()),
+                               (".gz SHA-1", "gz_sha1", hashlib.sha1(raw).hexdigest()),
+                               (".gz MD5", "gz_md5", hashlib.md5(raw).hexdigest())):
+        for release, files in FILES.items():
+            if getattr(files[name], field) == digest:
+                array.setflags(write=False)  # shared by the cache below: nobody may change it in place
+                return release, array, f"{how} {digest}"
+    raise DataError(f"{path} matches no release's published checksums (a damaged or different file)")
 
 
 @functools.lru_cache(maxsize=16)
-def _identified(path: str, size: int, mtime_ns: int, name: str, specs: tuple) -> tuple:
-    # Keyed by size and mtime, so a file replaced on disk is read again, and by the specs it was checked
-    # against (which tests replace).
-    return identify(path, name)
-
-
-def identify_cached(path: Path, name: str) -> tuple:
-    """`identify`, remembered for the life of the process: every caller would otherwise hash 55 MB again."""
-    st = path.stat()
-    specs = tuple((release, files[name]) for release, files in FILES.items())
-    return _identified(str(path), st.st_size, st.st_mtime_ns, name, specs)
+def _verified(path: Path, size: int, mtime_ns: int, name: str) -> tuple:
+    # Remembered for the life of the process (every caller would otherwise hash 55 MB again), keyed by size
+    # and modification time so that a file replaced on disk is verified again.
+    return verify(path, name)
 
 
 # ------------------------------------------------------------------------------- folders and releases
@@ -198,44 +171,61 @@ class Found(NamedTuple):
 
 def scan(folder: Path) -> dict:
     """`{name: Found}` for the four files in `folder` (the .gz where both it and the raw file are there)."""
+    try:
+        present = set(os.listdir(folder)) if folder.is_dir() else set()
+    except OSError as e:
+        raise DataError(f"cannot read {folder}: {e.strerror}") from None
     found = {}
     for name in NAMES:
-        path = next((p for p in (folder / (name + ".gz"), folder / name) if p.is_file()), None)
+        path = next((folder / n for n in (name + ".gz", name) if n in present), None)
         if path is None:
             found[name] = Found(None, None, "missing", None)
             continue
         try:
-            release, array = identify_cached(path, name)
-        except (DataError, OSError) as e:
+            st = path.stat()
+            release, array, _ = _verified(path, st.st_size, st.st_mtime_ns, name)
+            found[name] = Found(path, release, None, array)
+        except OSError as e:
+            found[name] = Found(path, None, f"cannot read {path}: {e.strerror}", None)
+        except DataError as e:
             found[name] = Found(path, None, str(e), None)
-            continue
-        found[name] = Found(path, release, None, array)
     return found
 
 
-def problem(folder: Path, found: dict, release: str) -> tuple | None:
-    """`(what is wrong, what to do)` if `folder` (as `scan` found it) cannot give `release` whole, else None."""
-    if not folder.is_dir():
-        return f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}", FIX[release]
+def open_folder(folder: Path, release: str) -> tuple:
+    """`(Dataset, None)` if `folder` holds `release` whole, else `(None, (what is wrong, what to do))`."""
+    try:
+        found = scan(folder)
+    except DataError as e:
+        return None, (str(e), FIX[release])
     held = {}  # release -> the files of it that verify
     for name, f in found.items():
         if f.release:
             held.setdefault(f.release, []).append(name)
-    if len(held) > 1:
-        parts = "; ".join(f"{r} release: {', '.join(names)}" for r, names in held.items())
-        return (f"{folder} mixes files of two releases ({parts}), which are different data",
-                "keep each release's four files in a folder of their own")
     broken = [f.problem for f in found.values() if f.path is not None and f.release is None]
-    if broken:
-        return broken[0], f"replace it with a genuine copy, or {FIX[release]}"
     missing = [name for name, f in found.items() if f.path is None]
-    if len(missing) == len(NAMES):
-        return f"{folder} holds none of the four files", FIX[release]
-    (other, names), = held.items()
-    if missing:
-        return (f"{folder} is incomplete: no {', '.join(missing)} (it holds the {other} release's "
-                f"{', '.join(names)})", FIX[release])
-    if other != release:
-        return (f"{folder} holds the {other} release ({RELEASES[other]}), not the {release} release asked for",
-                f"pass data_release='{other}' (--data-release {other}) to use it, or {FIX[release]}")
-    return None
+    other = next(iter(held), None)
+    if not folder.is_dir():
+        why = f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}", FIX[release]
+    elif len(held) > 1:
+        parts = "; ".join(f"{r} release: {', '.join(names)}" for r, names in held.items())
+        why = (f"{folder} mixes files of two releases ({parts}), which are different data",
+               "keep each release's four files in a folder of their own")
+    elif broken:
+        why = broken[0], f"replace it with a genuine copy, or {FIX[release]}"
+    elif len(missing) == len(NAMES):
+        why = f"{folder} holds none of the four files", FIX[release]
+    elif missing:
+        why = (f"{folder} is incomplete: no {', '.join(missing)} (it holds the {other} release's "
+               f"{', '.join(held[other])})", FIX[release])
+    elif other != release:
+        why = (f"{folder} holds the {other} release ({RELEASES[other]}), not the {release} release asked for",
+               f"pass data_release='{other}' (--data-release {other}) to use it, or {FIX[release]}")
+    else:
+        return Dataset(Source(release, str(folder)), tuple(found[name].array for name in NAMES)), None
+    return None, why
+
+
+def clear_cache() -> None:
+    """Let go of the arrays verified so far in this process (a long-lived worker, between sweeps)."""
+    _verified.cache_clear()

@@ -66,6 +66,7 @@ class Releases:
                                                      else None, hashlib.sha1(raw).hexdigest(),
                                                      hashlib.md5(raw).hexdigest())
         monkeypatch.setattr(fm, "FILES", files)
+        fm.clear_cache()  # what was verified against the real table
 
     def gz(self, release: str, name: str) -> bytes:
         """The file as 'published': gzip with a fixed header, so its .gz hashes are fixed."""

@@ -9,12 +9,13 @@
 - the iterators against the book's `ToTensor`; a sweep worker's one float32 copy of the images; every
   history names the release it came from;
 - `data verify` hashes every file again, `data fetch` downloads into the folder chosen and never into a
-  folder of the other release; the old argument names (issue 16, finding 6).
+  folder of the other release; `root=` and `data_dir=` in the book's function; read errors are read errors.
 """
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import http.server
 import json
 import shutil
@@ -74,10 +75,10 @@ def test_header_longer_than_file(tmp_path):
 
 @pytest.mark.parametrize("release", ["final", "first"])
 @pytest.mark.parametrize("name", fm.NAMES)
-def test_identify_names_each_files_release(releases, tmp_path, release, name):
+def test_verify_names_each_files_release(releases, tmp_path, release, name):
     path = tmp_path / (name + ".gz")
     path.write_bytes(releases.gz(release, name))
-    got, array = fm.identify(path, name)
+    got, array, _ = fm.verify(path, name)
     assert got == release
     np.testing.assert_array_equal(array, releases.arrays[release][name])
     assert not array.flags.writeable  # shared by the cache: nobody may change it in place
@@ -90,40 +91,40 @@ def test_a_regzipped_copy_verifies_by_its_payload(releases, tmp_path):
     (tmp_path / "a.gz").write_bytes(gzip.compress(payload, mtime=12345))
     (tmp_path / "b").write_bytes(payload)  # and uncompressed
     assert (tmp_path / "a.gz").read_bytes() != releases.gz("final", name)
-    assert fm.identify(tmp_path / "a.gz", name)[0] == fm.identify(tmp_path / "b", name)[0] == "final"
+    assert fm.verify(tmp_path / "a.gz", name)[0] == fm.verify(tmp_path / "b", name)[0] == "final"
     # The first release's images are known only by their .gz hashes: a re-gzipped copy cannot be verified.
     (tmp_path / "c.gz").write_bytes(gzip.compress(gzip.decompress(releases.gz("first", name)), mtime=12345))
     with pytest.raises(fm.DataError, match=r"c\.gz matches no release's published checksums"):
-        fm.identify(tmp_path / "c.gz", name)
+        fm.verify(tmp_path / "c.gz", name)
 
 
-def test_identify_rejects_wrong_content_and_wrong_shape(releases, tmp_path):
+def test_verify_rejects_wrong_content_and_wrong_shape(releases, tmp_path):
     write_idx(tmp_path / "b.gz", np.arange(30) % 9)
     with pytest.raises(fm.DataError, match=r"b\.gz matches no release's published checksums"):
-        fm.identify(tmp_path / "b.gz", NAME)
+        fm.verify(tmp_path / "b.gz", NAME)
     write_idx(tmp_path / "c.gz", np.arange(40) % 10)
     with pytest.raises(fm.DataError, match=r"shape \(40,\), expected \(30,\): is it t10k-labels"):
-        fm.identify(tmp_path / "c.gz", NAME)
+        fm.verify(tmp_path / "c.gz", NAME)
 
 
 def test_real_checksums_reject_a_lookalike(tmp_path):
     write_idx(tmp_path / "x.gz", np.zeros(10000))
     with pytest.raises(fm.DataError, match="matches no release"):
-        fm.identify(tmp_path / "x.gz", NAME)
+        fm.verify(tmp_path / "x.gz", NAME)
 
 
 def test_the_real_first_release_labels_are_identified_as_such(first_release_labels, tmp_path):
     # The real files (shared/data/first-release) against the package's own table of hashes: by their .gz
     # SHA-1s (the ones Gluon checks), and re-gzipped, as Debian would ship them, by their payload SHA-256s.
     for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
-        release, labels = fm.identify(first_release_labels / (name + ".gz"), name)
+        release, labels, _ = fm.verify(first_release_labels / (name + ".gz"), name)
         assert release == "first" and labels.shape == fm.FILES["first"][name].shape
         assert np.bincount(labels).tolist() == [len(labels) // 10] * 10
         regzipped = tmp_path / (name + ".gz")
         regzipped.write_bytes(gzip.compress(gzip.decompress((first_release_labels / (name + ".gz")).read_bytes()),
                                             mtime=1))
-        assert fm.identify(regzipped, name)[0] == "first"
-    test_labels = fm.identify(first_release_labels / (NAME + ".gz"), NAME)[1]
+        assert fm.verify(regzipped, name)[0] == "first"
+    test_labels = fm.verify(first_release_labels / (NAME + ".gz"), NAME)[1]
     assert test_labels[:10].tolist() == [0, 1, 2, 2, 3, 2, 8, 6, 5, 0]  # the final release's: 9 2 1 1 6 1 4 6 5 7
 
 
@@ -144,19 +145,19 @@ def test_default_search_order_mxnet_debian_then_downloads(releases, isolated_dir
     assert data.download_dir("first") == mx_dir  # where Gluon keeps the same files
     for folder in data.default_dirs():
         releases.put(folder, "final")
-    assert data.load_dataset(download=False).source.folder == str(mx_dir)
+    assert data.load_dataset(download=False).source.data_dir == str(mx_dir)
     shutil.rmtree(mx_dir)
-    assert data.load_dataset(download=False).source.folder == str(isolated_dirs / "debian")
+    assert data.load_dataset(download=False).source.data_dir == str(isolated_dirs / "debian")
     shutil.rmtree(isolated_dirs / "debian")
-    assert data.load_dataset(download=False).source.folder == str(final_dir)
+    assert data.load_dataset(download=False).source.data_dir == str(final_dir)
 
 
 def test_a_chosen_folder_comes_first_root_then_the_environment(releases, isolated_dirs, monkeypatch):
     releases.put(data.mxnet_dir(), "final")
     root, env = releases.put(isolated_dirs / "root", "final"), releases.put(isolated_dirs / "env", "final")
     monkeypatch.setenv(fm.ENV_VAR, str(env))
-    assert data.load_dataset(root).source.folder == str(root)
-    assert data.load_dataset().source.folder == str(env)
+    assert data.load_dataset(root).source.data_dir == str(root)
+    assert data.load_dataset().source.data_dir == str(env)
 
 
 def test_an_uncompressed_copy_is_found(releases, isolated_dirs):
@@ -188,7 +189,7 @@ def test_a_mixed_folder_is_refused_and_passed_over(releases, isolated_dirs):
     releases.put(data.mxnet_dir(), "final")
     (data.mxnet_dir() / (NAME + ".gz")).write_bytes(releases.gz("first", NAME))
     releases.put(isolated_dirs / "debian", "final")
-    assert data.load_dataset(download=False).source.folder == str(isolated_dirs / "debian")
+    assert data.load_dataset(download=False).source.data_dir == str(isolated_dirs / "debian")
 
 
 def _damaged(folder):
@@ -233,13 +234,13 @@ def test_asking_for_a_release_that_is_not_there(releases, isolated_dirs, monkeyp
     releases.put(isolated_dirs / "debian", "final")
     monkeypatch.setattr(download, "mirrors", lambda release: [])
     with pytest.raises(fm.DataError) as e:
-        data.load_dataset(release="first")
+        data.load_dataset(data_release="first")
     message = str(e.value)
     assert "\n" not in message and "no folder holds Fashion-MNIST's first release whole" in message
     assert "holds the final release (2017-08-31), not the first release asked for" in message
     assert "dropout-gluon data fetch --data-release first" in message
     with pytest.raises(ValueError, match="data_release must be one of 'final', 'first', got 'second'"):
-        data.load_dataset(release="second")
+        data.load_dataset(data_release="second")
 
 
 def test_missing_everywhere_says_where_and_how(releases, isolated_dirs):
@@ -291,7 +292,7 @@ def test_download_good_file(http_server, releases, tmp_path):
     url, folder = http_server
     _serve(folder, releases, "first", [NAME])
     dest = tmp_path / "dest"
-    path = download.fetch(NAME, dest, "first", urls=[url], backoff=0)
+    path = download.fetch(NAME, dest, "first", urls=[url])
     assert path == dest / (NAME + ".gz") and _leftovers(dest) == [NAME + ".gz"]
     assert path.read_bytes() == releases.gz("first", NAME)
 
@@ -300,7 +301,7 @@ def test_download_of_the_wrong_release_leaves_nothing(http_server, releases, tmp
     url, folder = http_server
     _serve(folder, releases, "first", [NAME])
     dest = tmp_path / "dest"
-    with pytest.raises(fm.DataError, match="downloaded file is the first release's, not the final"):
+    with pytest.raises(fm.DataError, match=f"{NAME}.gz: not the file published \\(MD5 differs\\), after 1 tries"):
         download.fetch(NAME, dest, "final", urls=[url], retries=1)
     assert _leftovers(dest) == []
 
@@ -312,7 +313,21 @@ def test_download_corrupt_file_leaves_nothing(http_server, releases, tmp_path):
     (folder / (NAME + ".gz")).write_bytes(bytes(raw))
     dest = tmp_path / "dest"
     with pytest.raises(fm.DataError, match=f"could not download the final release's {NAME}.*after 2 tries"):
-        download.fetch(NAME, dest, "final", urls=[url], retries=2, backoff=0)
+        download.fetch(NAME, dest, "final", urls=[url], retries=2)
+    assert _leftovers(dest) == []
+
+
+def test_a_download_is_verified_again_after_decompressing(http_server, releases, tmp_path, monkeypatch):
+    # A .gz that matches the hash published for it but does not decompress to the release's data (here: cut
+    # short before it was compressed) is refused by `verify`, and nothing is left.
+    url, folder = http_server
+    raw = gzip.compress(gzip.decompress(releases.gz("final", NAME))[:-3], mtime=0)
+    (folder / (NAME + ".gz")).write_bytes(raw)
+    spec = fm.FILES["final"][NAME]
+    monkeypatch.setitem(fm.FILES["final"], NAME, spec._replace(gz_md5=hashlib.md5(raw).hexdigest()))
+    dest = tmp_path / "dest"
+    with pytest.raises(fm.DataError, match=f"{NAME}.gz: the downloaded file is truncated: 35 bytes"):
+        download.fetch(NAME, dest, "final", urls=[url], retries=1)
     assert _leftovers(dest) == []
 
 
@@ -320,9 +335,23 @@ def test_download_from_dead_server(tmp_path):
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(fm.DataError, match=f"could not download the final release's {NAME}.*refused"):
-        download.fetch(NAME, tmp_path / "dest", urls=[f"http://127.0.0.1:{port}/"], retries=2, backoff=0)
+    with pytest.raises(fm.DataError, match=f"could not download the final release's {NAME} .*: Connection refused, "
+                                           f"after 1 tries\\)$"):
+        download.fetch(NAME, tmp_path / "dest", urls=[f"http://127.0.0.1:{port}/"], retries=1)
     assert _leftovers(tmp_path / "dest") == []
+
+
+def test_a_gluon_repo_without_a_scheme_is_one_line(isolated_dirs, monkeypatch):
+    # It used to end in a traceback (urllib's "unknown url type"); Gluon too needs a URL there.
+    monkeypatch.setenv("MXNET_GLUON_REPO", "example.com/mirror")
+    with pytest.raises(fm.DataError, match="MXNET_GLUON_REPO must start with http:// or https://, got "
+                                           "'example.com/mirror'"):
+        download.mirrors("first")
+    with pytest.raises(fm.DataError) as e:
+        data.load_dataset(data_release="first")
+    assert "\n" not in str(e.value) and "MXNET_GLUON_REPO must start with http://" in str(e.value)
+    monkeypatch.setenv("MXNET_GLUON_REPO", "https://example.com/mirror/")
+    assert download.mirrors("first") == ["https://example.com/mirror/gluon/dataset/fashion-mnist/"]
 
 
 def test_each_release_comes_from_its_own_mirror():
@@ -338,7 +367,7 @@ def test_a_first_release_download_completes_mxnets_folder(http_server, releases,
     releases.put(data.mxnet_dir(), "first", ["train-labels-idx1-ubyte", NAME])
     _damaged(data.mxnet_dir())
     (folder / "train-labels-idx1-ubyte.gz").unlink()  # the copy already there must be kept, not fetched
-    dataset = data.load_dataset(release="first", urls=[url])
+    dataset = data.load_dataset(data_release="first", urls=[url])
     assert dataset.source == fm.Source("first", str(data.mxnet_dir()))
     np.testing.assert_array_equal(dataset.arrays[3], releases.arrays["first"][NAME])
     assert _leftovers(data.mxnet_dir()) == sorted(n + ".gz" for n in fm.NAMES)
@@ -427,15 +456,15 @@ def test_bad_loader_arguments(small_dataset, kwargs, message):
 def test_every_history_names_its_data(releases, isolated_dirs, tmp_path, loader):
     final, first = releases.put(isolated_dirs / "final", "final"), releases.put(isolated_dirs / "first", "first")
     # The chapter's own calls: its iterators carry the release, and train_ch3 labels the history with it.
-    _, history = run.train_gluon(num_epochs=1, batch_size=32, root=final, loader=loader, log=None)
+    _, history = run.train_gluon(num_epochs=1, batch_size=32, data_dir=final, loader=loader, log=None)
     assert history.source == fm.Source("final", str(final)) and repr(history).endswith(", final release)")
-    _, history = run.train_scratch(num_epochs=1, batch_size=32, root=first, data_release="first", loader=loader,
+    _, history = run.train_scratch(num_epochs=1, batch_size=32, data_dir=first, data_release="first", loader=loader,
                                    log=None)
     assert history.source == fm.Source("first", str(first))
     save_history(history, tmp_path)
     assert json.loads((tmp_path / "history.json").read_text())[0]["data_release"] == "first"
     with pytest.raises(fm.DataError, match="holds the first release"):
-        run.train_gluon(num_epochs=1, batch_size=32, root=first, loader=loader, log=None)
+        run.train_gluon(num_epochs=1, batch_size=32, data_dir=first, loader=loader, log=None)
 
 
 # ------------------------------------------------------------- the data command (issue 16, finding 6)
@@ -489,9 +518,60 @@ def test_data_fetch_downloads_into_the_folder_chosen_and_only_its_release(http_s
     assert (data.mxnet_dir() / (NAME + ".gz")).read_bytes() == before
 
 
-def test_the_old_argument_names_still_work(small_dataset):
+def test_the_books_root_and_data_dir_name_the_same_folder(small_dataset):
+    # load_data_fashion_mnist(data_dir=...) was a TypeError: the book's `root` was its only name for the folder.
     folder, _ = small_dataset
-    assert data.load_dataset(root=folder, release="final").source == data.load_dataset(folder, "final").source
-    assert data.status(root=folder) == data.status(data_dir=folder)
-    with pytest.raises(ValueError, match="old name of data_dir"):
-        data.load_dataset(root=folder, data_dir=folder)
+    by_root, _ = data.load_data_fashion_mnist(32, root=folder)
+    by_data_dir, _ = data.load_data_fashion_mnist(32, data_dir=folder)
+    assert by_root.source == by_data_dir.source == fm.Source("final", str(folder))
+    with pytest.raises(ValueError, match="give the data folder as root= or as data_dir= .*, not both"):
+        data.load_data_fashion_mnist(32, root=folder, data_dir=folder)
+
+
+def test_what_cannot_be_read_is_a_read_error(small_dataset, monkeypatch):
+    # A folder that may not be listed (mode 000 for anyone but root) raised PermissionError out of the search,
+    # which the command line then reported as "cannot write". Simulated: the tests run as root.
+    import errno
+    import os
+    import pathlib
+
+    folder, _ = small_dataset
+    stat, listdir, read_bytes = os.stat, os.listdir, pathlib.Path.read_bytes
+
+    def denied(real, inside):
+        def call(path, *args, **kwargs):
+            if str(path).startswith(str(inside)):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "listdir", denied(listdir, folder))
+    monkeypatch.setattr(os, "stat", denied(stat, f"{folder}{os.sep}"))  # the folder itself can be stat'ed
+    with pytest.raises(fm.DataError, match=f"the data folder .*: cannot read {folder}: Permission denied"):
+        data.load_dataset(folder)
+    with pytest.raises(fm.DataError, match=f"cannot read {folder}: Permission denied"):
+        download.fetch_release("final", folder)
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "stat", stat)
+    # A file that may not be read, in a folder that may.
+    monkeypatch.setattr(pathlib.Path, "read_bytes", denied(read_bytes, folder / (NAME + ".gz")))
+    fm.clear_cache()
+    with pytest.raises(fm.DataError, match=f"cannot read {folder / NAME}.gz: Permission denied; replace it"):
+        data.load_dataset(folder)
+    with pytest.raises(fm.DataError, match=f"^cannot read {folder / NAME}.gz: Permission denied$"):
+        fm.verify(folder / (NAME + ".gz"), NAME)
+
+
+def test_clear_cache_lets_go_of_the_verified_arrays(small_dataset):
+    # For a sweep's release(): a long-lived worker must not keep the raw arrays after a sweep.
+    import gc
+    import weakref
+
+    folder, _ = small_dataset
+    fm.clear_cache()
+    ref = weakref.ref(data.load_dataset(folder).arrays[0])
+    gc.collect()
+    assert ref() is not None  # remembered: the next load does not hash the files again
+    fm.clear_cache()
+    gc.collect()
+    assert ref() is None
