@@ -36,7 +36,7 @@ class History(list):
         self.source = source
 
     def __repr__(self) -> str:
-        on = f", {self.source.release} release" if self.source else ""
+        on = f", {self.source.data_release} release" if self.source else ""
         if not self:
             return f"History([]{on})"
         last = self[-1]
