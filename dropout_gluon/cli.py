@@ -26,10 +26,9 @@ numerics (DROPOUT_GLUON_NUMERICS=portable|native before the command):
   portable  the default: the same digits on every x86-64 processor with AVX (the README's)
   native    the fastest setting for this processor, and its own digits (docs/performance.md)
 """
-# train's options and the RunConfig fields they set (None: not given, the configuration's value stands)
-TRAIN_OPTIONS = {"epochs": "num_epochs", "lr": "lr", "batch_size": "batch_size", "drop_prob1": "drop_prob1",
-                 "drop_prob2": "drop_prob2", "seed": "seed", "data_dir": "data_dir", "data_release": "data_release",
-                 "loader": "loader", "ctx": "ctx"}
+# train's options that set the RunConfig field of their name (--epochs: num_epochs) when given
+TRAIN_OPTIONS = ("epochs", "lr", "batch_size", "drop_prob1", "drop_prob2", "seed", "data_dir", "data_release",
+                 "loader", "ctx")
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,25 +46,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     train = sub.add_parser("train", help="train the chapter's models, printing the book's lines",
                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--model", choices=["scratch", "gluon", "both"], default=None,
-                       help="default: both (with --config, the configuration's)")
-    train.add_argument("--config", default=None, help="a config.json that 'train' wrote: train that run again "
-                                                      "(the options given change it)")
+    train.add_argument("--model", choices=["scratch", "gluon", "both"], help="default: both (with --config, its own)")
+    train.add_argument("--config", help="a config.json that 'train' wrote: train that run again (the options given "
+                                        "change it)")
     for option, type_ in (("epochs", int), ("lr", float), ("batch-size", int), ("drop-prob1", float),
                           ("drop-prob2", float), ("seed", int)):
-        field = TRAIN_OPTIONS[option.replace("-", "_")]
-        train.add_argument(f"--{option}", type=type_, default=None, help=f"default {defaults[field]}")
+        field = "num_epochs" if option == "epochs" else option.replace("-", "_")
+        train.add_argument(f"--{option}", type=type_, help=f"default {defaults[field]}")
     add_data_arguments(train, release=None)
-    train.add_argument("--out", default=None, help="folder for history, plot, parameters and configuration "
-                                                   "(default: a new folder under runs/)")
-    train.add_argument("--loader", choices=["memory", "gluon"], default=None,
+    train.add_argument("--out", help="folder for history, plot, parameters and configuration: new, empty, or an "
+                                     "earlier run's, which this one replaces (default: a new folder under runs/)")
+    train.add_argument("--loader", choices=["memory", "gluon"],
                        help="'gluon' is the book's DataLoader pipeline (slower); default memory")
-    train.add_argument("--ctx", choices=["cpu", "gpu"], default=None, help="default cpu")
+    train.add_argument("--ctx", choices=["cpu", "gpu"], help="default cpu")
 
     predict = sub.add_parser("predict", help="test accuracy and a picture of predictions of a saved model")
     predict.add_argument("--params", required=True, help="a model.params written by 'dropout-gluon train'")
     predict.add_argument("--n", type=int, default=10, help="how many test images to show (1-100)")
-    predict.add_argument("--out", default=None, help="the PNG to write (default: predictions.png beside --params)")
+    predict.add_argument("--out", help="the PNG to write (default: predictions.png beside --params)")
     add_data_arguments(predict, release=None)
     predict.add_argument("--ctx", choices=["cpu", "gpu"], default="cpu")
 
@@ -77,18 +75,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     exercise = sub.add_parser("exercise", help="answer the chapter's exercises by experiments (resumable)")
     exercise.add_argument("name", choices=list(exercises.EXERCISES) + ["all"])
     exercise.add_argument("--quick", action="store_true", help="a data subset and a few epochs")
-    exercise.add_argument("--seeds", type=int, default=None, help=f"seeds per configuration (default "
+    exercise.add_argument("--seeds", type=int, help=f"seeds per configuration (default "
                           f"{len(exercises.DEFAULT_SEEDS)}, quick {len(exercises.QUICK['seeds'])})")
-    exercise.add_argument("--epochs", type=int, default=None, help="epochs per run (default: per exercise, "
+    exercise.add_argument("--epochs", type=int, help="epochs per run (default: per exercise, "
                           + ", ".join(f"{k} {v}" for k, v in exercises.DEFAULT_EPOCHS.items()) + ")")
     exercise.add_argument("--model", choices=["gluon", "scratch"], default="gluon")
     exercise.add_argument("--out", default="runs/exercises", help="folder for the tables and plots (docs/exercises, "
                                                                   "the committed ones: only 'make exercises')")
     exercise.add_argument("--cache", default="runs/exercises", help="folder of finished runs (reused on a rerun)")
-    exercise.add_argument("--jobs", type=int, default=None, help="worker processes on this machine (default: "
-                                                                 "one per core; 1: this process)")
-    exercise.add_argument("--scheduler", default=None, help="train on the Dask cluster of this scheduler, e.g. "
-                                                            "tcp://10.0.0.5:8786 (the extra 'cluster')")
+    exercise.add_argument("--jobs", type=int, help="worker processes on this machine (default: one per core; 1: "
+                                                   "this process)")
+    exercise.add_argument("--scheduler", help="train on the Dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786 "
+                                              "(the extra 'cluster')")
     add_data_arguments(exercise)
     exercise.add_argument("--no-progress", dest="progress", action="store_false")
     return parser.parse_args(argv)
@@ -96,8 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def add_data_arguments(parser, release: str | None = DEFAULT_RELEASE) -> None:
     """--data-dir and --data-release, the same for every command that reads the data."""
-    parser.add_argument("--data-dir", default=None, help=f"folder with the four files of one release (or set "
-                                                         f"{ENV_VAR}); without it, the default search")
+    parser.add_argument("--data-dir", help=f"folder with the four files of one release (or set {ENV_VAR}); "
+                                           f"without it, the default search")
     parser.add_argument("--data-release", choices=list(RELEASES), default=release,
                         help="'final' (2017-08-31, what Debian, torchvision and Keras ship) or 'first' (2017-08-26, "
                              "Gluon's mirror: what the book's published runs used); default "
@@ -107,14 +105,14 @@ def add_data_arguments(parser, release: str | None = DEFAULT_RELEASE) -> None:
 def run_configs(args) -> list:
     """The runs 'train' asks for, one per model, each validated: bad input fails before any work."""
     base, mode = persist.load_config(args.config) if args.config else (RunConfig(), None)
-    if mode is not None and mode != engine.MODE:  # MXNet's numerics are chosen as it loads: not by a run
+    if mode is not None and mode != engine.MODE:  # MXNet's numerics are chosen as it loads, not by a run
         note(f"{args.config} was computed in {mode} numerics and this process computes in {engine.MODE}, so the "
              f"digits will differ; for {mode}'s, run the command with {engine.MODE_VAR}={mode} before it")
-    given = {field: getattr(args, option) for option, field in TRAIN_OPTIONS.items()
+    given = {"num_epochs" if option == "epochs" else option: getattr(args, option) for option in TRAIN_OPTIONS
              if getattr(args, option) is not None}
     model = args.model or ("both" if args.config is None else base.model)
-    models = ["scratch", "gluon"] if model == "both" else [model]
-    configs = [dataclasses.replace(base, model=m, **given) for m in models]
+    configs = [dataclasses.replace(base, model=m, **given) for m in (("scratch", "gluon") if model == "both"
+                                                                     else (model,))]
     for config in configs:
         run.get_ctx(config.ctx)
     return configs

@@ -1,14 +1,15 @@
 """A run's folder and files: models (either kind), histories, configurations, each file written atomically."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
-import errno
 import io
+import itertools
 import json
 import os
 import re
-import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -32,12 +33,6 @@ RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS)
 RUN_TEMP = re.compile(r"\.[\w.]+\.tmp[\w.]*")  # what atomic_write leaves behind if the process is killed
 
 
-# Read once, as the module loads: reading it means setting it, which would race with threads that create
-# files or start processes (the sweep's pool) if it were done on every write.
-UMASK = os.umask(0o022)
-os.umask(UMASK)
-
-
 class ModelFileError(UserError):
     """A parameters file that is missing, unreadable, truncated, or not one of this project's models."""
 
@@ -45,15 +40,12 @@ class ModelFileError(UserError):
 def atomic_write(path: os.PathLike | str, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)`, then rename the temp file to `path`: readers see the old file or the new, never half."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")  # one per writer
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes files private; give the usual permissions
+        write(str(tmp))
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -74,9 +66,7 @@ def check_writable(folder: os.PathLike | str, option: str) -> Path:
 
 
 def check_out(out: str | None) -> Path | None:
-    """The folder `--out` names (None: a new one under runs/), checked before any work; creates nothing.
-
-    It may be new, empty, or hold an earlier run, which `start_run` deletes; anything else is refused."""
+    """`--out` (None: a new folder under runs/) checked before any work: new, empty, or an earlier run's."""
     folder = check_writable("runs" if out is None else out, "--out")
     if out is not None and folder.is_dir():
         _earlier_run(folder)
@@ -97,14 +87,10 @@ def start_run(out: Path | None) -> Path:
 def _new_stamped(parent: Path) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for k in range(1, 1000):
-        try:
-            path = parent / (stamp if k == 1 else f"{stamp}-{k}")
+    for path in (parent / (stamp if k == 1 else f"{stamp}-{k}") for k in itertools.count(1)):
+        with contextlib.suppress(FileExistsError):
             path.mkdir()  # claims the name: two runs started in the same second never share a folder
             return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "a thousand runs started this second", str(parent))
 
 
 def _earlier_run(out: Path) -> list:
@@ -122,12 +108,11 @@ def _earlier_run(out: Path) -> list:
 
 
 def save_history(history: History, folder: Path) -> None:
-    """`history.json` and `history.csv` in `folder`, one row an epoch, each naming its data release and folder
-    and the numerics record."""
+    """`history.json` and `history.csv` in `folder`, one row an epoch, labelled with the data and numerics record."""
     # The label on every row: a row copied elsewhere still says which data its numbers came from, and how.
     source = history.source
-    label = {"data_release": source.data_release, "data_dir": source.data_dir} if source else {}
-    label.update(engine.describe())
+    label = {**({"data_release": source.data_release, "data_dir": source.data_dir} if source else {}),
+             **engine.describe()}
     rows = [{**e._asdict(), **label} for e in history]
     write_text(folder / HISTORY_JSON, json.dumps(rows, indent=1) + "\n")
     buffer = io.StringIO()
@@ -147,17 +132,21 @@ def save_config(config: RunConfig, source: Source, folder: Path) -> Path:
 
 def load_config(path: os.PathLike | str) -> tuple:
     """`(configuration, numerics mode it was computed in or None)` from a config.json that 'train' wrote."""
-    try:
-        values = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"cannot read the configuration {path}: {e.strerror}") from None
-    except ValueError:
-        raise UserError(f"{path} is not a JSON file; pass a config.json that 'dropout-gluon train' wrote") from None
+    values = read_json(path, "configuration")
     if not isinstance(values, dict):
         raise UserError(f"{path} holds no configuration; pass a config.json that 'dropout-gluon train' wrote")
     values.pop("data", None)
     numerics = values.pop("numerics", None)  # the record (a mode's name in older files): not a setting of the run
     return RunConfig.from_dict(values), numerics.get("numerics") if isinstance(numerics, dict) else numerics
+
+
+def read_json(path: os.PathLike | str, what: str):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"cannot read the {what} {path}: {e.strerror}") from None
+    except ValueError:
+        raise UserError(f"{path} is not a JSON file; pass a config.json that 'dropout-gluon train' wrote") from None
 
 
 def save_model(net, path: os.PathLike | str) -> Path:
@@ -178,23 +167,17 @@ def load_model(path: os.PathLike | str, ctx=None):
     except mx.base.MXNetError:
         raise ModelFileError(f"{path} is not a readable MXNet parameters file (truncated or another format); "
                              f"train again with 'dropout-gluon train'") from None
-    if not isinstance(arrays, dict):
-        raise ModelFileError(f"{path} holds unnamed arrays, not a model saved by dropout-gluon")
-    if sorted(arrays) == sorted(SCRATCH_NAMES):
+    names = sorted(arrays) if isinstance(arrays, dict) else []
+    if names == sorted(SCRATCH_NAMES):
         kind, shapes = "scratch", [arrays[name].shape for name in SCRATCH_NAMES]
-    elif len(arrays) == 6 and all(k.endswith((".weight", ".bias")) for k in arrays):
-        kind = "gluon"
-        weights = [arrays[k] for k in sorted(arrays) if k.endswith(".weight")]
-        biases = [arrays[k] for k in sorted(arrays) if k.endswith(".bias")]
-        # Gluon stores a Dense weight as (out, in); line it up with the scratch layout (in, out).
-        shapes = [s for w, b in zip(weights, biases) for s in (w.shape[::-1], b.shape)]
+    elif len(names) == 6 and all(k.endswith((".bias", ".weight")) for k in names):
+        # Sorted, each Dense layer's bias then weight; Gluon stores a weight as (out, in), the scratch one (in, out).
+        kind, shapes = "gluon", [arrays[k].shape[::-1] for w, b in zip(names[1::2], names[::2]) for k in (w, b)]
     else:
-        raise ModelFileError(f"{path} holds {', '.join(sorted(arrays)) or 'nothing'}: neither the scratch "
-                             f"model's W1 ... b3 nor the Gluon model's three Dense layers")
-    n1 = shapes[0][1] if len(shapes[0]) == 2 else -1
-    n2 = shapes[2][1] if len(shapes[2]) == 2 else -1
-    expected = [(num_inputs, n1), (n1,), (n1, n2), (n2,), (n2, num_outputs), (num_outputs,)]
-    if n1 < 1 or n2 < 1 or shapes != expected:
+        raise ModelFileError(f"{path} holds {', '.join(names) or 'unnamed arrays'}: neither the scratch model's "
+                             f"W1 ... b3 nor the Gluon model's three Dense layers")
+    n1, n2 = (shapes[0][-1], shapes[2][-1]) if len(shapes[0]) == len(shapes[2]) == 2 else (0, 0)
+    if n1 < 1 or n2 < 1 or shapes != [(num_inputs, n1), (n1,), (n1, n2), (n2,), (n2, num_outputs), (num_outputs,)]:
         raise ModelFileError(f"{path} has shapes {shapes}, which do not fit the chapter's MLP "
                              f"(784 inputs, two hidden layers, 10 outputs)")
     if kind == "scratch":
@@ -213,9 +196,8 @@ def load_model(path: os.PathLike | str, ctx=None):
 def trained_with(params: os.PathLike | str) -> tuple:
     """`(data release, numerics record)` in the config.json beside `params` (None where unknown)."""
     try:
-        saved = json.loads((Path(params).parent / CONFIG).read_text(encoding="utf-8"))
-        release, numerics = saved.get("data_release"), saved.get("numerics")
-        numerics = numerics if isinstance(numerics, dict) else saved.get("computed_with")  # (older files)
-    except (OSError, ValueError, AttributeError):
+        saved = read_json(Path(params).parent / CONFIG, "configuration")
+        release, numerics = saved.get("data_release"), saved.get("numerics", saved.get("computed_with"))  # (older)
+    except (UserError, AttributeError):
         return None, None
     return release if release in RELEASES else None, numerics if isinstance(numerics, dict) else None

@@ -43,11 +43,8 @@ def l2_penalty(weights: list):
 class L2PenalizedLoss:
     """`loss(y_hat, y) + lambd * l2_penalty(weights)` per example, as the book's weight-decay chapter.
 
-    train_ch3 sums over the batch and the update divides by the batch size, so the step is
-    `w -= lr * lambd * w` on top of the gradient: Gluon's `wd=lambd` for every full batch. (On an epoch's
-    last, short batch of b examples the decay is b / batch_size of Gluon's; and the reported loss
-    includes the penalty, which Gluon's does not.)
-    """
+    The step is `w -= lr * lambd * w` on top of the gradient, Gluon's `wd=lambd`, for every full batch (on an
+    epoch's short last batch of b examples, b / batch_size of it); the reported loss includes the penalty."""
 
     def __init__(self, loss, weights: list, lambd: float):
         self.loss, self.weights, self.lambd = loss, weights, lambd
@@ -135,8 +132,7 @@ def get_ctx(name: str):
 
 def train_models(configs: list, out: str | None = None, *, log: Callable[[str], None] = print) -> Path:
     """Train each configuration into its folder in `out` (None: a new folder under runs/), as 'dropout-gluon
-    train' does: the book's lines through `log`; each model's history (after every epoch), parameters, curves
-    and config.json; both models' curves. Returns the run's folder."""
+    train' does, printing the book's lines through `log`; returns the run's folder."""
     out = persist.check_out(out)  # before the data is read
     first = configs[0]  # the models share the data (what RunConfig says of it is the same for both)
     dataset = load_dataset(first.data_dir, first.data_release)
@@ -152,13 +148,12 @@ def train_models(configs: list, out: str | None = None, *, log: Callable[[str], 
         persist.save_config(config, dataset.source, folder)
         log(f"# {title}: epochs {config.num_epochs}, lr {config.lr}, batch size {config.batch_size}, drop_prob1 "
             f"{config.drop_prob1}, drop_prob2 {config.drop_prob2}, seed {config.seed}")
-        iters = ((BatchProgress(train_iter, f"{title} train"), test_iter) if sys.stderr.isatty()
-                 else (train_iter, test_iter))
-        history = History(source=dataset.source)
-        persist.save_history(history, folder)  # then after every epoch: a run stopped anyhow keeps its epochs
+        history = histories[title] = History(source=dataset.source)
+        save = lambda *_, history=history, folder=folder: persist.save_history(history, folder)  # noqa: E731
+        save()  # and after every epoch: a run stopped in any way keeps its finished epochs
         try:
-            net, _ = train(config, iters, history=history, log=log,
-                           on_epoch=lambda _, history=history, folder=folder: persist.save_history(history, folder))
+            net, _ = train(config, (BatchProgress(train_iter, f"{title} train") if sys.stderr.isatty() else train_iter,
+                                    test_iter), history=history, log=log, on_epoch=save)
         except TrainingDiverged as e:
             e.args = (f"{e}; the history of the epochs before is in {folder}",)
             raise
@@ -166,7 +161,6 @@ def train_models(configs: list, out: str | None = None, *, log: Callable[[str], 
             raise KeyboardInterrupt(f"interrupted; the finished epochs' history is in {folder}") from None
         persist.save_model(net, folder / persist.PARAMS)
         plot_history({title: history}, folder / persist.CURVES)
-        histories[title] = history
         log(f"# {title}: {sum(history.column('seconds')):.1f} s; history, {persist.CURVES}, {persist.PARAMS} and "
             f"{persist.CONFIG} in {folder}")
     if len(histories) > 1:
@@ -175,20 +169,21 @@ def train_models(configs: list, out: str | None = None, *, log: Callable[[str], 
 
 
 class Prediction(NamedTuple):
-    """What `predict` found: the model's kind, its test accuracy (`correct` of `total`), the PNG it drew."""
+    """What `predict` found: the model's kind, its test accuracy (`correct` of `total`), the PNG it drew, and
+    `notes` on why the accuracy may not be the one training reported (another release, other numerics)."""
     kind: str
     test_acc: float
     correct: int
     total: int
     data_release: str
     png: Path
-    notes: list  # why the accuracy may not be the one training reported (another release, other numerics)
+    notes: list
 
 
 def predict(params: os.PathLike | str, n: int = 10, *, data_dir=None, data_release: str | None = None,
             out: os.PathLike | str | None = None, ctx="cpu") -> Prediction:
-    """Test a saved model on the test set of `data_release` (default: the one it was trained on) and draw its
-    predictions for the first `n` test images into `out` (default: predictions.png beside `params`)."""
+    """Test a saved model on `data_release` (default: the one it was trained on), and draw its predictions for
+    the first `n` test images into `out` (default: predictions.png beside `params`)."""
     if not 1 <= n <= 100:
         raise UserError(f"--n must be between 1 and 100, got {n}")
     ctx, params = get_ctx(ctx), Path(params)
@@ -198,9 +193,8 @@ def predict(params: os.PathLike | str, n: int = 10, *, data_dir=None, data_relea
                         f"writable; give a .png file path")
     net, kind = persist.load_model(params, ctx)
     trained_on, numerics = persist.trained_with(params)
-    release = data_release or trained_on or DEFAULT_RELEASE
+    release, here, notes = data_release or trained_on or DEFAULT_RELEASE, engine.describe(), []
     _, _, test_images, test_labels = load_dataset(data_dir, release).arrays
-    notes = []
     if trained_on is None:
         notes.append(f"no config.json beside {params} says which release of Fashion-MNIST the model was trained "
                      f"on; testing it on the {release} release")
@@ -208,12 +202,11 @@ def predict(params: os.PathLike | str, n: int = 10, *, data_dir=None, data_relea
         notes.append(f"the model was trained on the {trained_on} release and is tested on the {release} release; "
                      f"the two split the images differently (some test images of one are training images of the "
                      f"other), so this is not a test accuracy")
-    here = engine.describe()
     if numerics and any(numerics[k] != here[k] for k in numerics.keys() & here.keys() - {"processor"}):
         notes.append(f"the model was trained under other numerics ({engine.summary(numerics)}) than this process "
                      f"computes with ({engine.summary(here)}); its predictions may differ in the last digits")
     acc = evaluate_accuracy(ToContext(DataIter(test_images, test_labels, 256, shuffle=False), ctx), net)
     X, y = next(iter(ToContext(DataIter(test_images[:n], test_labels[:n], n, shuffle=False), ctx)))
-    preds = net(X).argmax(axis=1).asnumpy().astype(int)
-    png = show_predictions(X.asnumpy()[:, 0], y.asnumpy().astype(int), preds, out)
+    png = show_predictions(X.asnumpy()[:, 0], y.asnumpy().astype(int), net(X).argmax(axis=1).asnumpy().astype(int),
+                           out)
     return Prediction(kind, acc, round(acc * len(test_labels)), len(test_labels), release, png, notes)
