@@ -2,7 +2,10 @@
 
 - every bad training input: one line, exit status 2, nothing written; only user errors are one line (a bug
   keeps its traceback); --out checked before the data is read, and a rerun into it replaces the earlier run
-  whole (issue 16, findings 3 and 4); missing data; a bad chosen data
+  whole (issue 16, findings 3 and 4); a run writes in place in --out as it goes: `.`, a symlink's target, an
+  earlier run's folder, and a run killed by SIGTERM keeps its epochs there; a run that fails before training
+  leaves no folder; a config of another numerics mode; read errors; a terminal that cannot show the tables'
+  characters (issue 21); missing data; a bad chosen data
   folder (missing, incomplete, corrupt, mixed releases) for every command; the first release asked for
   where only the final is there;
 - the first release's test labels left beside Debian's copy: the final release is used whole (the defect
@@ -373,6 +376,18 @@ def test_saved_model_predicts_the_same_accuracy(trained, model):
     assert f"{model} model" in result.stdout and f"({round(test_acc * 10000)}/10000), final release" in result.stdout
     assert (out / model / "predictions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.stderr == ""  # trained and tested on the same release: nothing to say
+
+
+def test_predict_in_python_returns_what_the_command_prints(trained, tmp_path):
+    # Issue 21: predict is in the Python API (run.py), the command only prints what it returns.
+    import dropout_gluon as gb
+
+    out, _ = trained
+    test_acc = json.loads((out / "gluon" / "history.json").read_text())[-1]["test_acc"]
+    found = gb.predict(out / "gluon" / "model.params", 3, out=tmp_path / "p.png")
+    assert (found.kind, found.correct, found.total, found.data_release) == ("gluon", round(test_acc * 10000), 10000,
+                                                                            "final")
+    assert found.notes == [] and found.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_predict_says_when_the_release_differs_or_is_unknown(trained, tmp_path):
