@@ -197,7 +197,8 @@ def trained_with(params: os.PathLike | str) -> tuple:
     """`(data release, numerics record)` in the config.json beside `params` (None where unknown)."""
     try:
         saved = read_json(Path(params).parent / CONFIG, "configuration")
-        release, numerics = saved.get("data_release"), saved.get("numerics", saved.get("computed_with"))  # (older)
+        release, numerics = saved.get("data_release"), saved.get("numerics")
+        numerics = numerics if isinstance(numerics, dict) else saved.get("computed_with")  # (its older name)
     except (UserError, AttributeError):
         return None, None
     return release if release in RELEASES else None, numerics if isinstance(numerics, dict) else None

@@ -388,6 +388,13 @@ def test_predict_in_python_returns_what_the_command_prints(trained, tmp_path):
     assert (found.kind, found.correct, found.total, found.data_release) == ("gluon", round(test_acc * 10000), 10000,
                                                                             "final")
     assert found.notes == [] and found.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A config.json of the older format (the mode under "numerics", the record under "computed_with")
+    config = json.loads((out / "gluon" / "config.json").read_text())
+    (tmp_path / "model.params").write_bytes((out / "gluon" / "model.params").read_bytes())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "numerics": "portable", "computed_with": {
+        **config["numerics"], "blas_kernel": "Haswell"}}))
+    [note] = gb.predict(tmp_path / "model.params", 1).notes
+    assert "trained under other numerics (" in note and ": OpenBLAS Haswell, " in note
 
 
 def test_predict_says_when_the_release_differs_or_is_unknown(trained, tmp_path):
