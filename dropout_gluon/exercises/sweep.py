@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .. import numerics
 from ..config import RunConfig, whole
 from ..data import load_dataset
-from ..numerics import usable_cpus
 from ..errors import UserError
 from ..fashion_mnist import Dataset
+from ..numerics import usable_cpus
 from ..persist import write_text
 from ..scratch import num_inputs, num_outputs
 from . import pool
