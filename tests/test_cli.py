@@ -165,15 +165,15 @@ def test_sigterm_keeps_the_finished_epochs_in_out(tmp_path, real_data):
 @pytest.mark.parametrize("saved", ["a mode (older files)", "the numerics record"])
 def test_a_configuration_of_another_numerics_mode_is_trained_in_this_ones_with_a_note(tmp_path, saved):
     # Issue 21: no self-restart; the note says how to get the configuration's digits.
-    from dropout_gluon import engine
+    from dropout_gluon import numerics
 
-    other = "native" if engine.MODE == "portable" else "portable"
-    numerics = other if saved.startswith("a mode") else {"numerics": other, "blas_kernel": "Haswell"}
-    (tmp_path / "config.json").write_text(json.dumps({"model": "gluon", "numerics": numerics}))
-    result = cli("train", "--config", tmp_path / "config.json", "--epochs", "0", **{engine.MODE_VAR: engine.MODE})
+    other = "native" if numerics.MODE == "portable" else "portable"
+    record = other if saved.startswith("a mode") else {"numerics": other, "blas_kernel": "Haswell"}
+    (tmp_path / "config.json").write_text(json.dumps({"model": "gluon", "numerics": record}))
+    result = cli("train", "--config", tmp_path / "config.json", "--epochs", "0", **{numerics.MODE_VAR: numerics.MODE})
     note, error = result.stderr.splitlines()
-    assert f"computed in {other} numerics and this process computes in {engine.MODE}" in note
-    assert f"digits will differ; for {other}'s, run the command with {engine.MODE_VAR}={other}" in note
+    assert f"computed in {other} numerics and this process computes in {numerics.MODE}" in note
+    assert f"digits will differ; for {other}'s, run the command with {numerics.MODE_VAR}={other}" in note
     assert result.returncode == 2 and "num_epochs" in error
 
 
@@ -201,11 +201,11 @@ def test_a_terminal_that_cannot_show_the_tables_characters(tmp_path, real_data):
 def test_only_user_errors_are_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
     # Issue 16, finding 3: the CLI reports one class of error in one line; a ValueError from a bug is not it.
     from dropout_gluon import cli as command_line
-    from dropout_gluon import engine, exercises, persist
+    from dropout_gluon import exercises, numerics, persist
     from dropout_gluon.errors import UserError
     from dropout_gluon.fashion_mnist import DataError
 
-    for reported in (DataError, persist.ModelFileError, exercises.SweepFailed, engine.NumericsError):
+    for reported in (DataError, persist.ModelFileError, exercises.SweepFailed, numerics.NumericsError):
         assert issubclass(reported, UserError)
     monkeypatch.setattr(command_line, "cmd_data", lambda args: (_ for _ in ()).throw(DataError("no data here")))
     assert command_line.main(["data"]) == 2 and capsys.readouterr().err == "dropout-gluon: error: no data here\n"
