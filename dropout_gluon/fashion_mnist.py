@@ -90,6 +90,10 @@ class Source(NamedTuple):
     def __str__(self) -> str:
         return f"Fashion-MNIST {self.release} release ({RELEASES[self.release]}), {self.folder}"
 
+    # TEMPORARY (wt-sweep): decision 1's names, until the data helper renames the fields; drop at merge.
+    data_release = property(lambda self: self.release)
+    data_dir = property(lambda self: self.folder)
+
 
 class Dataset(NamedTuple):
     """A verified set: `arrays` is `(train_images, train_labels, test_images, test_labels)`, uint8."""
@@ -239,3 +243,8 @@ def problem(folder: Path, found: dict, release: str) -> tuple | None:
         return (f"{folder} holds the {other} release ({RELEASES[other]}), not the {release} release asked for",
                 f"pass data_release='{other}' (--data-release {other}) to use it, or {FIX[release]}")
     return None
+
+
+def clear_cache() -> None:
+    """Let go of the arrays of every file read so far (a long-lived sweep worker, after its sweep)."""
+    _identified.cache_clear()
