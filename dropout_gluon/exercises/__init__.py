@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .. import engine
 from ..errors import UserError
 from ..fashion_mnist import DEFAULT_RELEASE, Dataset
 from ..persist import check_writable
@@ -49,7 +50,7 @@ def check_out_dir(out_dir, plans: list) -> None:
     """A UserError, before any training, if any sweep but the default one in portable numerics would write
     into COMMITTED. (What decides the numbers is compared: any folder holding the release will do.)"""
     same = lambda p: [c.identity() for c in p.configs()] == [c.identity() for c in plan(p.name).configs()]  # noqa: E731
-    if Path(out_dir).resolve() == COMMITTED and not all(same(p) and p.base.numerics == "portable" for p in plans):
+    if Path(out_dir).resolve() == COMMITTED and not all(same(p) and engine.MODE == "portable" for p in plans):
         raise UserError(f"{out_dir} holds the committed results of the default sweep (make exercises); a quick or "
                         f"changed sweep, or one in native numerics, writes elsewhere: choose another --out")
 

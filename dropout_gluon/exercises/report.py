@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 from ..fashion_mnist import RELEASES
 from ..persist import atomic_write, write_text
 from .plan import Plan
-from .sweep import key
 
 LOSS_SPIKE = 1.1  # an epoch whose training loss is 10% above the previous one's: the run was set back
 
@@ -77,10 +76,10 @@ def describe(plan: Plan) -> str:
             f"{subset}; mean ± sample std over {len(seeds)} seeds ({', '.join(map(str, seeds))})")
 
 
-def table(summary: dict, plan: Plan) -> str:
-    """The Markdown table of an exercise, one row per configuration."""
+def table(summary: dict, plan: Plan, numerics: str = "portable") -> str:
+    """The Markdown table of an exercise, one row per configuration (its runs computed in `numerics` mode)."""
     release = f"Fashion-MNIST {plan.base.data_release} release ({RELEASES[plan.base.data_release]})"
-    lines = [f"*{describe(plan)}; {release}; {plan.base.numerics} numerics; accuracies in %.*", "",
+    lines = [f"*{describe(plan)}; {release}; {numerics} numerics; accuracies in %.*", "",
              "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 2) + ["---"]) + "|"]
     for label, s in summary.items():
@@ -177,12 +176,12 @@ class ExerciseResult:
 
 
 def report(plan: Plan, records: dict, out_dir: os.PathLike | str) -> ExerciseResult:
-    """Summarise an exercise's runs (`{key: record}`), write `<name>.md` and `<name>.png` in `out_dir`."""
-    runs = {label: [records[key(dataclasses.replace(c, seed=s))] for s in plan.seeds] for label, c in plan.arms}
+    """Summarise an exercise's runs (`{config: record}`), write `<name>.md` and `<name>.png` in `out_dir`."""
+    runs = {label: [records[dataclasses.replace(c, seed=s)] for s in plan.seeds] for label, c in plan.arms}
     summary = {label: summarize(rs) for label, rs in runs.items()}
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    text = table(summary, plan)
+    text = table(summary, plan, next(iter(runs.values()))[0]["numerics"]["numerics"])
     table_path = write_text(folder / f"{plan.name}.md", f"## {plan.name}\n\n{text}")
     png = folder / f"{plan.name}.png"
     plot(plan, runs, summary, png)
