@@ -140,7 +140,7 @@ def test_the_release_is_part_of_a_run(real_dataset, tmp_path):
     here = engine.describe()
     assert key(first, here) != key(final, here)  # the two releases are different data: never one cache entry
     with pytest.raises(ValueError, match="the dataset passed in is the final release, but the configurations "
-                                         "ask for the first release"):
+                                         "ask for another; pass data_release='final'"):
         exercises.sweep([first], cache_dir=tmp_path, dataset=real_dataset, progress=False)
     assert not list(tmp_path.iterdir())
     with pytest.raises(ValueError, match="data_release must be one of"):

@@ -9,7 +9,7 @@
   data error, in one line;
 - the cache key is the numerics record of the process that trains: native numerics with 2 threads per
   operator here and 1 in the workers are not mixed; Dask workers with two threads are refused;
-- a sweep trains on the dataset it is given, in this process and in workers;
+- a sweep trains on the dataset it is given (in its own process; workers and Dask refuse it);
 - a run that always crashes its worker fails alone; the runs beside it are stored;
 - faults (issue 16, finding 2): an answer that cannot be unpickled fails its run in bounded time (the
   hand-written pool hung on it), a worker that cannot be started fails its run in one line, workers exit
@@ -206,8 +206,7 @@ def test_dask_workers_with_two_threads_are_refused_in_one_line(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_a_sweep_trains_on_the_dataset_it_is_given(jobs, tmp_path):
+def test_a_sweep_trains_on_the_dataset_it_is_given(tmp_path):
     import numpy as np
 
     from dropout_gluon import data, run
@@ -218,12 +217,13 @@ def test_a_sweep_trains_on_the_dataset_it_is_given(jobs, tmp_path):
                                                   rng.integers(0, 10, n, dtype=np.uint8)))
     dataset = Dataset(Source("final", str(tmp_path / "synthetic")), arrays)
     config = exercises.plan("swap", seeds=1, epochs=1).configs()[0]
-    records = exercises.sweep([config], cache_dir=tmp_path / "cache", dataset=dataset, jobs=jobs, progress=False)
+    records = exercises.sweep([config], cache_dir=tmp_path / "cache", dataset=dataset, progress=False)
     _, history = run.train(config, data.data_iters(dataset, config.batch_size), log=None)
     assert [(e["loss"], e["test_acc"]) for e in records[config]["history"]] == [(e.loss, e.test_acc) for e in history]
     assert records[config]["data"] == {"data_release": "final", "data_dir": str(tmp_path / "synthetic")}
-    with pytest.raises(UserError, match="^dataset= cannot be sent to a Dask cluster"):
-        exercises.sweep([config], cache_dir=tmp_path / "cache", dataset=dataset, scheduler="127.0.0.1:1")
+    for elsewhere in (dict(jobs=2), dict(scheduler="127.0.0.1:1")):  # refused before any worker starts
+        with pytest.raises(UserError, match="^dataset= is trained on in this process only"):
+            exercises.sweep([config], cache_dir=tmp_path / "other", dataset=dataset, **elsewhere)
 
 
 def test_an_answer_that_cannot_be_read_back_fails_its_run_in_bounded_time(tmp_path, monkeypatch, capsys):

@@ -49,14 +49,15 @@ def train_run(config: RunConfig, iters: tuple) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def work(config: dict) -> dict:
-    """A work item: train the configuration `config` (RunConfig.to_dict()) here; return its record."""
+def work(config: dict, data_dir: str | None) -> dict:
+    """A work item: train the configuration `config` (RunConfig.to_dict()) here on the data in `data_dir`
+    (None: this machine's own search for the release); return its record."""
     config = RunConfig.from_dict(config)
-    return train_run(config, iterators(config.data_release, config.data_dir, config.train_size, config.test_size,
+    return train_run(config, iterators(config.data_release, data_dir, config.train_size, config.test_size,
                                        config.batch_size, config.loader))
 
 
-_datasets = {}  # the data the sweep sent this process, by (release, data_dir); a Dask worker reads its own
+_datasets = {}  # the data a sweep in this process gave it, by (release, data_dir); a worker reads its own
 
 
 @functools.lru_cache(maxsize=4)
@@ -99,15 +100,14 @@ class InlineExecutor(cf.Executor):
 
 class LocalPool(cf.ProcessPoolExecutor):
     """Up to `jobs` worker processes on this machine: the standard library's pool, spawned (MXNet's engine
-    threads do not survive a fork), each sent `datasets` once as it starts (see `hold`).
+    threads do not survive a fork), each loading the data once (`iterators`) for all its runs.
 
     A worker that dies, or whose answer cannot be read back, breaks the pool: every run in flight fails with
     `BrokenProcessPool`, and the sweep starts a new pool.
     """
 
-    def __init__(self, jobs: int, datasets: dict):
-        super().__init__(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                         initargs=(datasets,))
+    def __init__(self, jobs: int):
+        super().__init__(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start)
         self.processes = set()  # ours, for kill(): the children that appeared while we submitted
 
     def submit(self, fn, /, *args, **kwargs) -> cf.Future:
@@ -125,21 +125,22 @@ class LocalPool(cf.ProcessPoolExecutor):
 
     def kill(self) -> None:
         """Stop every worker now (Ctrl-C): the runs in progress are lost, the finished ones were stored."""
-        self.shutdown(wait=False)
         for process in self.processes:
             process.terminate()
         for process in self.processes:
             process.join(5)
+        # Waits for the pool's own thread to see them gone: if it closed its pipes while a next pool made its
+        # own, it could close one of those (a reused descriptor number).
+        self.shutdown(wait=True)
 
 
-def _start(datasets: dict) -> None:
+def _start() -> None:
     # A worker's first step. Ctrl-C is the sweep's to handle (it stops the workers): ignored, and one that came
     # while loading is dropped. Then exit as soon as the sweep's process is gone (killed, out of memory, a
     # closed terminal) instead of training on, orphaned: the standard pool would not notice, as every worker
     # holds both ends of its task queue. The parent's sentinel is readable once the parent has died.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    hold(datasets)
     parent = multiprocessing.parent_process()
     threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
 

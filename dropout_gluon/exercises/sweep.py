@@ -38,8 +38,8 @@ def key(config: RunConfig, numerics: dict) -> str:
 
 
 class RunCache:
-    """Finished runs as `<key>.json` files in `folder`, each written atomically (temp file, then rename);
-    looked up for the numerics record `numerics` (None: this process's)."""
+    """Finished runs as `<key>.json` files in `folder` (each written atomically), looked up for the numerics
+    record `numerics` (None: this process's)."""
 
     def __init__(self, folder: os.PathLike | str, numerics: dict | None = None):
         self.folder, self.numerics = Path(folder), numerics or engine.describe()
@@ -48,12 +48,10 @@ class RunCache:
         """The stored record, or None if there is none (or it belongs to another configuration)."""
         try:
             record = json.loads((self.folder / f"{key(config, self.numerics)}.json").read_text())
-        except (OSError, ValueError):
+            stored = {k: v for k, v in record["config"].items() if k != "data_dir"}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
-        stored = record.get("config") if isinstance(record, dict) else None
-        if not isinstance(stored, dict) or {k: v for k, v in stored.items() if k != "data_dir"} != config.identity():
-            return None
-        return record
+        return record if stored == config.identity() else None
 
     def put(self, config: RunConfig, record: dict) -> dict:
         """Store `record` under the key of the numerics it was computed with (its own); return it, keyed."""
@@ -97,9 +95,6 @@ class Progress:
         """A line of its own (a failed run), above the bar."""
         self.bar.write(text, file=self.stream)
 
-    def close(self) -> None:
-        self.bar.close()
-
 
 # Why a local worker's run ended without an answer: its process died, or its answer could not be read back.
 LOST = "a worker process died, or its answer could not be read back (e.g. an exception that does not unpickle)"
@@ -117,19 +112,22 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
     Runs go to `jobs` worker processes on this machine (1, the default: this process, so a script needs no
     `if __name__ == "__main__":` guard; None: one per core, as the command line does), or to the Dask
     scheduler at `scheduler`; each record is stored as soon as it comes back, and `after_run(record)` is
-    called. The data is `dataset` if given (it must be the configurations' release), else the configured
-    release and folder, read here and sent to each worker; on Dask, each worker's own. A run whose worker
+    called. The data is `dataset` if given (in this process only; it must be the configurations' release),
+    else the configured release and folder (on Dask, each worker's own). A run whose worker
     dies is retried once; runs that fail are reported, the others kept, and `SweepFailed` raised at the end.
     """
     jobs = usable_cpus() if jobs is None else whole(jobs, "jobs")  # (None: the command line's default)
     configs = list(configs)
     if scheduler is not None and dataset is not None:
         raise UserError("dataset= cannot be sent to a Dask cluster, whose workers read their own data: leave it out")
-    # The data, read (and checked) here before any worker starts; Dask workers read their own.
-    datasets = {} if scheduler else {(c.data_release, c.data_dir): _dataset(dataset, c) for c in configs}
+    if dataset is not None and (scheduler or jobs > 1):
+        raise UserError("dataset= is trained on in this process only: leave out jobs= and scheduler=, or leave out "
+                        "dataset= (each worker then reads data_dir)")
+    if dataset is not None and {c.data_release for c in configs} - {dataset.source.data_release}:
+        raise UserError(f"the dataset passed in is the {dataset.source.data_release} release, but the configurations "
+                        f"ask for another; pass data_release='{dataset.source.data_release}'")
     client, executor = (pool.dask_executor(scheduler) if scheduler else
-                        (None, pool.InlineExecutor() if jobs == 1 else pool.LocalPool(jobs, datasets)))
-    pool.hold(datasets if jobs == 1 else {})
+                        (None, pool.InlineExecutor() if jobs == 1 else pool.LocalPool(jobs)))
     # When a local worker dies, every run in flight fails with it. Those beside others are suspects: run
     # again alone, one at a time, without spending an attempt, so that a crash then is theirs. A crash alone
     # spends an attempt, and the second fails the run.
@@ -154,15 +152,21 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
         todo = sorted({k: c for c, k in keys.items() if records[k] is None}.values(), key=_work, reverse=True)
         bar = Progress(len(records), len(records) - len(todo), sum(map(_work, todo)), enabled=progress and bool(todo))
         capacity = len(todo) if scheduler else 1 if jobs == 1 else min(jobs, len(todo))
+        # The folder each release is read from, checked here before any run starts; on Dask, each worker's own.
+        datasets = {} if scheduler else {(r, d): dataset or load_dataset(d, r) for r, d in
+                                         {(c.data_release, c.data_dir) for c in todo}}
+        folders = {where: d.source.data_dir for where, d in datasets.items()}
+        pool.hold({(d.source.data_release, d.source.data_dir): d for d in datasets.values()} if jobs == 1 else {})
         while todo or suspects or running:
             if broken and not running:
                 executor.kill()
-                executor, broken = pool.LocalPool(jobs, datasets), False
+                executor, broken = pool.LocalPool(jobs), False
             while (suspects or todo) and len(running) < (1 if suspects else capacity) and not broken:
                 queue = suspects or todo
                 config = queue.pop(0)
                 try:
-                    running[executor.submit(pool.work, config.to_dict())] = config
+                    folder = folders.get((config.data_release, config.data_dir), config.data_dir)
+                    running[executor.submit(pool.work, config.to_dict(), folder)] = config
                 except cf.BrokenExecutor:  # broken by a run that just failed: submitted again to the next pool
                     queue.insert(0, config)
                     broken = True
@@ -189,7 +193,7 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
                     bar.update(label(config), _work(config))
                     if after_run is not None:
                         after_run(records[keys[config]])
-        bar.close()
+        bar.bar.close()
     except BaseException:
         _stop(client, executor, kill=True)  # Ctrl-C: every worker stops now; finished runs are stored
         raise
@@ -230,14 +234,3 @@ def _stop(client, executor, kill: bool = False) -> None:
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
-
-
-def _dataset(given: Dataset | None, config: RunConfig) -> Dataset:
-    # A dataset passed in is never silently swapped for another release: that is the caller's mistake.
-    if given is None:
-        return load_dataset(config.data_dir, config.data_release)
-    if given.source.data_release != config.data_release:
-        raise UserError(f"the dataset passed in is the {given.source.data_release} release, but the configurations "
-                        f"ask for the {config.data_release} release; pass data_release="
-                        f"'{given.source.data_release}'")
-    return given
