@@ -1,8 +1,5 @@
-"""Where a sweep's runs are trained: in this process, in worker processes on this machine, or on Dask.
-
-All three take the same work items (`work`, a run's configuration as a dict) through one interface, a
-`concurrent.futures` executor's `submit`; the sweep stores what comes back.
-"""
+"""Where a sweep's runs are trained, through one `concurrent.futures` interface: in this process, in worker
+processes on this machine, or on Dask. A work item (`work`) is a run's configuration as a dict."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -28,12 +25,8 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1", engine.M
 
 
 def train_run(config: RunConfig, iters: tuple) -> dict:
-    """Train one configuration; return its record: config, data, per-epoch history, divergence, seconds.
-
-    Divergence ends the run early and is recorded, never raised; the epochs before it are kept. `iters`
-    is `(train_iter, test_iter, train_eval_iter)`, the last unshuffled, for the final train accuracy in
-    predict mode (the book's train acc is measured with dropout on).
-    """
+    """Train one configuration; return its record (divergence recorded, not raised). `iters`: `(train_iter,
+    test_iter, train_eval_iter)`, the last unshuffled, for train accuracy in predict mode (the book's: with dropout)."""
     train_iter, test_iter, train_eval_iter = iters
     start = time.perf_counter()
     history, diverged = History(), None
@@ -42,16 +35,15 @@ def train_run(config: RunConfig, iters: tuple) -> dict:
     except TrainingDiverged as e:
         net, diverged = None, {"kind": e.kind, "epoch": e.epoch, "loss": e.loss}
     source = history.source
-    return {"config": config.to_dict(),
-            "data": {"data_release": source.data_release, "data_dir": source.data_dir} if source else None,
+    return {"config": config.to_dict(), "data": source and {"data_release": source.data_release,
+                                                            "data_dir": source.data_dir},
             "history": [e._asdict() for e in history], "diverged": diverged, "numerics": engine.describe(),
             "final_train_acc_eval": None if net is None else evaluate_accuracy(train_eval_iter, net),
             "seconds": time.perf_counter() - start}
 
 
 def work(config: dict, data_dir: str | None) -> dict:
-    """A work item: train the configuration `config` (RunConfig.to_dict()) here on the data in `data_dir`
-    (None: this machine's own search for the release); return its record."""
+    """Train `config` (RunConfig.to_dict()) here on the data in `data_dir` (None: searched); return its record."""
     config = RunConfig.from_dict(config)
     return train_run(config, iterators(config.data_release, data_dir, config.train_size, config.test_size,
                                        config.batch_size, config.loader))
@@ -65,7 +57,7 @@ def iterators(release: str, data_dir: str | None, train_size, test_size, batch_s
     """`(train_iter, test_iter, train_eval_iter)` of a run, made once per process for all its runs."""
     dataset = _datasets.get((release, data_dir)) or load_dataset(data_dir, release)
     train_iter, test_iter = data_iters(dataset, batch_size, loader, train_size, test_size)
-    # The last, unshuffled, for the final train accuracy in predict mode: on the same float32 images (0.19 GB).
+    # The last on the same float32 images (0.19 GB), unshuffled.
     if loader == "memory":
         return train_iter, test_iter, train_iter.unshuffled()
     images, labels = dataset.arrays[:2]
@@ -88,7 +80,6 @@ def release() -> None:
 
 class InlineExecutor(cf.Executor):
     """Runs each item at once, in this process (a sweep with one job)."""
-
     def submit(self, fn, *args, **kwargs) -> cf.Future:
         future = cf.Future()
         try:
@@ -99,12 +90,8 @@ class InlineExecutor(cf.Executor):
 
 
 class LocalPool(cf.ProcessPoolExecutor):
-    """Up to `jobs` worker processes on this machine: the standard library's pool, spawned (MXNet's engine
-    threads do not survive a fork), each loading the data once (`iterators`) for all its runs.
-
-    A worker that dies, or whose answer cannot be read back, breaks the pool: every run in flight fails with
-    `BrokenProcessPool`, and the sweep starts a new pool.
-    """
+    """Up to `jobs` spawned worker processes (MXNet's engine threads do not survive a fork), each loading the
+    data once. A worker that dies breaks the pool: every run in flight fails with `BrokenProcessPool`."""
 
     def __init__(self, jobs: int):
         super().__init__(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start)
@@ -129,9 +116,7 @@ class LocalPool(cf.ProcessPoolExecutor):
             process.terminate()
         for process in self.processes:
             process.join(5)
-        # Waits for the pool's own thread to see them gone: if it closed its pipes while a next pool made its
-        # own, it could close one of those (a reused descriptor number).
-        self.shutdown(wait=True)
+        self.shutdown(wait=True)  # the pool's thread done with its pipes before a next pool makes its own
 
 
 def _start() -> None:

@@ -1,9 +1,5 @@
-"""A resumable sweep: train each configuration not yet in the cache, and store its record at once.
-
-Each run is stored as JSON under the cache folder as soon as it comes back, named by a digest of its
-configuration, seed and numerics record, so an interrupted sweep resumes where it stopped and a rerun only
-redraws. The runs are trained in this process, by worker processes on every core, or on Dask (`pool`).
-"""
+"""A resumable sweep: train each configuration not yet in the cache, and store its record (JSON, named by a
+digest of its configuration and numerics record) as soon as it comes back, so a stopped sweep resumes."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -19,7 +15,6 @@ from tqdm import tqdm
 from .. import engine
 from ..config import RunConfig, whole
 from ..data import load_dataset
-from ..engine import usable_cpus
 from ..errors import UserError
 from ..fashion_mnist import Dataset
 from ..persist import write_text
@@ -110,16 +105,12 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
     """Run every configuration not already in the cache; return `{config: record}` for all of them.
 
     Runs go to `jobs` worker processes on this machine (1, the default: this process, so a script needs no
-    `if __name__ == "__main__":` guard; None: one per core, as the command line does), or to the Dask
-    scheduler at `scheduler`; each record is stored as soon as it comes back, and `after_run(record)` is
-    called. The data is `dataset` if given (in this process only; it must be the configurations' release),
-    else the configured release and folder (on Dask, each worker's own). A run whose worker
-    dies is retried once; runs that fail are reported, the others kept, and `SweepFailed` raised at the end.
+    `__main__` guard; None: one per core), or to the Dask scheduler at `scheduler`; `after_run(record)` is
+    called as each is stored. The data is `dataset` if given (jobs=1 only), else the configured release and
+    folder. A run whose worker dies is retried once; failures are reported and `SweepFailed` raised at the end.
     """
-    jobs = usable_cpus() if jobs is None else whole(jobs, "jobs")  # (None: the command line's default)
+    jobs = engine.usable_cpus() if jobs is None else whole(jobs, "jobs")  # (None: the command line's default)
     configs = list(configs)
-    if scheduler is not None and dataset is not None:
-        raise UserError("dataset= cannot be sent to a Dask cluster, whose workers read their own data: leave it out")
     if dataset is not None and (scheduler or jobs > 1):
         raise UserError("dataset= is trained on in this process only: leave out jobs= and scheduler=, or leave out "
                         "dataset= (each worker then reads data_dir)")
@@ -232,5 +223,4 @@ def _stop(client, executor, kill: bool = False) -> None:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
