@@ -136,6 +136,7 @@ def dask_cluster():
 def test_a_dask_cluster_gives_the_local_records_and_its_workers_let_go_of_the_data(one_job, dask_cluster, tmp_path):
     import distributed
 
+    from dropout_gluon import fashion_mnist
     from dropout_gluon.exercises import pool
 
     seen = []  # each worker's data iterators, as a run ends (one copy per worker, kept for its next runs)
@@ -145,8 +146,9 @@ def test_a_dask_cluster_gives_the_local_records_and_its_workers_let_go_of_the_da
     assert comparable(stored(tmp_path / "cache")) == comparable(one_job[0])
     assert result.table == one_job[1]
     assert any(sum(counts.values()) for counts in seen)  # the workers did hold the data during the sweep
-    with distributed.Client(dask_cluster) as client:  # and hold none after it (issue 16, finding 5)
-        assert set(client.run(lambda: pool.iterators.cache_info().currsize).values()) == {0}
+    with distributed.Client(dask_cluster) as client:  # and hold none after it, raw arrays included (issue 21)
+        assert set(client.run(lambda: (pool.iterators.cache_info().currsize,
+                                       fashion_mnist._identified.cache_info().currsize)).values()) == {(0, 0)}
 
 
 def held(address: str) -> dict:
