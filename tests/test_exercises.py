@@ -69,7 +69,7 @@ def test_quick_exercise_writes_table_and_plot(name, real_dataset, shared_cache, 
         assert all(len(r["history"]) == 2 for r in result.runs[label])
         assert [r["config"]["seed"] for r in result.runs[label]] == list(plan.seeds)
         assert all(r["config"]["train_size"] == exercises.QUICK["train_size"] for r in result.runs[label])
-        assert all(r["data"] == {"release": "final", "folder": real_dataset.source.folder}
+        assert all(r["data"] == {"data_release": "final", "data_dir": real_dataset.source.data_dir}
                    for r in result.runs[label])
         assert f"| {label} | {pct(s['final_test_acc'])} |" in result.table
     assert "; Fashion-MNIST final release (2017-08-31); portable numerics; accuracies in %" in result.table

@@ -90,6 +90,9 @@ class Progress:
         """A line of its own (a failed run), above the bar."""
         self.bar.write(text, file=self.stream)
 
+    def close(self) -> None:
+        self.bar.close()
+
 
 # Why a local worker's run ended without an answer: its process died, or its answer could not be read back.
 LOST = "a worker process died, or its answer could not be read back (e.g. an exception that does not unpickle)"
@@ -184,7 +187,7 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
                     bar.update(label(config), _work(config))
                     if after_run is not None:
                         after_run(records[keys[config]])
-        bar.bar.close()
+        bar.close()
     except BaseException:
         _stop(client, executor, kill=True)  # Ctrl-C: every worker stops now; finished runs are stored
         raise
