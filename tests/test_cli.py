@@ -260,7 +260,7 @@ def test_a_bad_chosen_folder_stops_every_command(tmp_path, first_release_labels,
 
 
 def test_a_mixed_chosen_folder_is_refused(tmp_path, first_release_labels, real_dataset):
-    folder = _folder(tmp_path, "mixed", first_release_labels, real_dataset.source.folder)
+    folder = _folder(tmp_path, "mixed", first_release_labels, real_dataset.source.data_dir)
     result = cli("train", "--data-dir", folder, "--out", tmp_path / "out")
     assert_one_line_error(result, "mixes files of two releases", "first release: t10k-labels-idx1-ubyte")
     assert not (tmp_path / "out").exists()
@@ -286,10 +286,11 @@ def test_first_release_test_labels_beside_debians_copy(tmp_path, first_release_l
     status = cli("data", "status", **env)
     assert status.returncode == 0, status.stderr
     assert f"{mx_dir} is incomplete" in status.stdout and "first release's t10k-labels-idx1-ubyte" in status.stdout
-    assert f"* {real_dataset.source.folder}: the final release, all four files verified" in status.stdout
+    assert f"* {real_dataset.source.data_dir}: the final release, all four files verified" in status.stdout
     result = cli("train", "--model", "gluon", "--epochs", "1", "--out", tmp_path / "out", **env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"# data: Fashion-MNIST final release (2017-08-31), {real_dataset.source.folder}\n")
+    data_line = f"# data: Fashion-MNIST final release (2017-08-31), {real_dataset.source.data_dir}\n"
+    assert result.stdout.startswith(data_line)
     assert json.loads((tmp_path / "out" / "gluon" / "history.json").read_text())[0]["test_acc"] > 0.7
 
 
@@ -342,7 +343,7 @@ def test_the_readme_shows_the_golden_history():
 
 def test_train_writes_everything(trained, real_dataset):
     out, stdout = trained
-    data_folder = real_dataset.source.folder
+    data_folder = real_dataset.source.data_dir
     assert stdout.splitlines()[0] == f"# data: Fashion-MNIST final release (2017-08-31), {data_folder}"
     assert stdout.splitlines()[1].startswith("# numerics: portable: OpenBLAS Sandybridge, oneDNN off, 1 thread per")
     numerics = ["portable", "Sandybridge", "off", 1]  # mode, BLAS kernel, oneDNN, threads per operator
@@ -355,7 +356,7 @@ def test_train_writes_everything(trained, real_dataset):
         assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5] and 0.5 < history[0]["test_acc"] < 1
         csv_lines = (folder / "history.csv").read_text().splitlines()
         assert csv_lines[0] == ("epoch,loss,train_acc,test_acc,seconds,data_release,data_dir,numerics,blas_kernel,"
-                                "onednn,threads_per_operator,processor")
+                                "onednn,threads_per_operator,processor,glibc,numpy,mxnet_variables")
         assert f",final,{data_folder},portable,Sandybridge,off,1," in csv_lines[1]
         assert (history[0]["data_release"], history[0]["data_dir"]) == ("final", data_folder)
         assert [history[-1][k] for k in ("numerics", "blas_kernel", "onednn", "threads_per_operator")] == numerics
