@@ -148,7 +148,7 @@ def test_a_dask_cluster_gives_the_local_records_and_its_workers_let_go_of_the_da
     assert any(sum(counts.values()) for counts in seen)  # the workers did hold the data during the sweep
     with distributed.Client(dask_cluster) as client:  # and hold none after it, raw arrays included (issue 21)
         assert set(client.run(lambda: (pool.iterators.cache_info().currsize,
-                                       fashion_mnist._identified.cache_info().currsize)).values()) == {(0, 0)}
+                                       fashion_mnist._verified.cache_info().currsize)).values()) == {(0, 0)}
 
 
 def held(address: str) -> dict:

@@ -24,20 +24,20 @@ from . import pool
 CACHE_VERSION = 2  # part of every run's key: bump it when a change to training makes stored runs stale
 
 
-def key(config: RunConfig, numerics: dict) -> str:
+def key(config: RunConfig, record: dict) -> str:
     """The run's file name in the cache: a digest of what decides its numbers, given the numerics record of
-    the process that trains it. Portable digits are the same on every processor, so it is left out."""
-    deciding = {k: v for k, v in numerics.items() if numerics["numerics"] == "native" or k != "processor"}
-    text = json.dumps({"version": CACHE_VERSION, **config.identity(), "numerics": deciding}, sort_keys=True)
+    the process that trains it (numerics.deciding: in portable mode, not the processor)."""
+    text = json.dumps({"version": CACHE_VERSION, **config.identity(), "numerics": numerics.deciding(record)},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 class RunCache:
     """Finished runs as `<key>.json` files in `folder` (each written atomically), looked up for the numerics
-    record `numerics` (None: this process's)."""
+    record `record` (None: this process's)."""
 
-    def __init__(self, folder: os.PathLike | str, numerics: dict | None = None):
-        self.folder, self.numerics = Path(folder), numerics or numerics.record()
+    def __init__(self, folder: os.PathLike | str, record: dict | None = None):
+        self.folder, self.numerics = Path(folder), record or numerics.record()
 
     def get(self, config: RunConfig) -> dict | None:
         """The stored record, or None if there is none (or it belongs to another configuration)."""
