@@ -6,6 +6,7 @@ temporary name below); `verify` then checks what it decompresses to, and only th
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -45,18 +46,22 @@ def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequen
     name: a failed check leaves nothing."""
     import pooch
 
+    dest = Path(dest)
+    made = next((p for p in (*reversed(dest.parents), dest) if not p.exists()), None)  # by pooch, if it fails
     logger = pooch.get_logger()  # its "Downloading..." and retry lines: a failure is ours to say, once
     level = logger.level
     logger.setLevel("ERROR")
     errors = []
     try:
         for base in mirrors(release) if urls is None else urls:
-            got = _fetch(pooch, base + name + ".gz", name, Path(dest), release, retries, timeout)
+            got = _fetch(pooch, base + name + ".gz", name, dest, release, retries, timeout)
             if isinstance(got, Path):
                 return got
             errors.append(got)
     finally:
         logger.setLevel(level)
+    if made is not None:  # a failed download leaves no folder behind (`data status` would call it empty)
+        shutil.rmtree(made, ignore_errors=True)
     raise DataError(f"could not download the {release} release's {name} ({errors[-1] if errors else 'no mirror'})")
 
 

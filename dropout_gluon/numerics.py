@@ -70,11 +70,12 @@ def threads_per_operator(cpus: int, machine: str) -> int:
 
 
 def processor() -> tuple:
-    """`(name, set of instruction-set features)` of this processor (archspec: CPUID on x86, sysctl on macOS)."""
-    import archspec.cpu
+    """`(name, set of instruction-set flags)` of this processor, as the system reports them (archspec reads
+    /proc/cpuinfo on Linux, sysctl on macOS)."""
+    from archspec.cpu import detect
 
-    host = archspec.cpu.host()
-    return archspec.cpu.detect.brand_string() or host.name, set(host.features)
+    info = detect.detected_info()  # the processor's own flags (not `host()`'s: those of the family it matches)
+    return detect.brand_string() or info.name or "unknown processor", set(info.features)
 
 
 def choose(environ, flags: set, machine: str) -> str:
@@ -186,6 +187,15 @@ def check(ctx: str = "cpu") -> None:
                             f"OpenBLAS was loaded before MXNet?): import dropout_gluon first, or set {MODE_VAR}=native")
 
 
+def pinned(f):
+    """`f`, run under `threads()`: what trains or tests a model computes as the mode says on this thread too."""
+    @functools.wraps(f)
+    def call(*args, **kwargs):
+        with threads():
+            return f(*args, **kwargs)
+    return call
+
+
 def threads():
     """A context in which the calling thread gives each operator the mode's OpenMP threads (see `settings`)."""
     if LOADED.get("MXNET_ENGINE_TYPE") != NAIVE["MXNET_ENGINE_TYPE"]:
@@ -222,23 +232,23 @@ def record(ctx: str = "cpu") -> dict:
              "glibc": platform.libc_ver()[1] or "none", "numpy": numpy.__version__,
              "mxnet_variables": " ".join(f"{k}={os.environ[k]}" for k in FLOAT_VARIABLES if k in os.environ)}
     if not ctx.startswith("cpu"):  # a GPU computes with CUDA's libraries: no claim about the CPU's numerics
-        return {"numerics": ctx, **about}
+        return {"device": ctx, **about}
     onednn = "off" if LOADED.get("MXNET_MKLDNN_ENABLED") == "0" else "on"
     if onednn == "on" and LOADED.get("DNNL_MAX_CPU_ISA"):
         onednn += f" (up to {LOADED['DNNL_MAX_CPU_ISA']})"
-    return {"numerics": MODE, "blas_kernel": blas_kernel(), "onednn": onednn, "threads_per_operator": _threads(),
+    return {"mode": MODE, "blas_kernel": blas_kernel(), "onednn": onednn, "threads_per_operator": _threads(),
             **about}
 
 
-def deciding(numerics: dict) -> dict:
+def deciding(record: dict) -> dict:
     """What of a numerics record decides the floats: in portable mode all but the processor."""
-    return {k: v for k, v in numerics.items() if not (numerics.get("numerics") == "portable" and k == "processor")}
+    return {k: v for k, v in record.items() if not (record.get("mode") == "portable" and k == "processor")}
 
 
-def summary(numerics: dict) -> str:
+def summary(record: dict) -> str:
     """A record in a line: 'portable: OpenBLAS Sandybridge, oneDNN off, 1 thread per operator; <processor>'."""
-    if "blas_kernel" not in numerics:
-        return f"{numerics['numerics']}: CUDA; {numerics['processor']}"
-    n = numerics["threads_per_operator"]
-    return (f"{numerics['numerics']}: OpenBLAS {numerics['blas_kernel']}, oneDNN {numerics['onednn']}, "
-            f"{n} thread{'s' if n != 1 else ''} per operator; {numerics['processor']}")
+    if "device" in record:
+        return f"{record['device']}: CUDA; {record['processor']}"
+    n = record["threads_per_operator"]
+    return (f"{record['mode']}: OpenBLAS {record['blas_kernel']}, oneDNN {record['onednn']}, "
+            f"{n} thread{'s' if n != 1 else ''} per operator; {record['processor']}")

@@ -20,6 +20,7 @@ from .config import MODELS, RunConfig
 from .errors import UserError
 from .fashion_mnist import RELEASES, Source
 from .gluon_net import get_net
+from .numerics import MODES
 from .scratch import ScratchNet, num_inputs, num_outputs
 from .trainer import Epoch, History
 
@@ -95,6 +96,9 @@ def _new_stamped(parent: Path) -> Path:
 def _earlier_run(out: Path) -> list:
     # The files (then the model folders) that 'train' wrote in `out`; a UserError at the first thing it did not.
     found = []
+    if (out / CONFIG).is_file():  # e.g. `--out .` inside runs/X/scratch
+        raise UserError(f"--out {out} is one model's folder of a run; give the run's folder (e.g. --out "
+                        f"{out.resolve().parent}) to replace that run, or a new or empty folder")
     for entry in out.iterdir():
         model = entry.name in MODELS and entry.is_dir() and not entry.is_symlink()
         for path in entry.iterdir() if model else [entry]:
@@ -106,12 +110,12 @@ def _earlier_run(out: Path) -> list:
     return found
 
 
-def save_history(history: History, folder: Path, numerics: dict) -> None:
+def save_history(history: History, folder: Path, record: dict) -> None:
     """`history.json` and `history.csv` in `folder`, one row an epoch, labelled with the data and numerics record."""
     # The label on every row: a row copied elsewhere still says which data its numbers came from, and how.
     source = history.source
     label = {**({"data_release": source.data_release, "data_dir": source.data_dir} if source else {}),
-             **numerics}
+             **record}
     rows = [{**e._asdict(), **label} for e in history]
     write_text(folder / HISTORY_JSON, json.dumps(rows, indent=1) + "\n")
     buffer = io.StringIO()
@@ -121,11 +125,11 @@ def save_history(history: History, folder: Path, numerics: dict) -> None:
     write_text(folder / HISTORY_CSV, buffer.getvalue())
 
 
-def save_config(config: RunConfig, source: Source, folder: Path, numerics: dict) -> Path:
+def save_config(config: RunConfig, source: Source, folder: Path, record: dict) -> Path:
     """`config.json`: the run's configuration (rerun it with 'train --config'), the data it read and the
     numerics record."""
     data = {"data_release": source.data_release, "data_dir": source.data_dir}
-    return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data": data, "numerics": numerics},
+    return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data": data, "numerics": record},
                                                   indent=1) + "\n")
 
 
@@ -135,8 +139,9 @@ def load_config(path: os.PathLike | str) -> tuple:
     if not isinstance(values, dict):
         raise UserError(f"{path} holds no configuration; pass a config.json that 'dropout-gluon train' wrote")
     values.pop("data", None)
-    numerics = values.pop("numerics", None)  # the record (a mode's name in older files): not a setting of the run
-    return RunConfig.from_dict(values), numerics.get("numerics") if isinstance(numerics, dict) else numerics
+    record = values.pop("numerics", None)  # the record (a mode's name in older files): not a setting of the run
+    mode = record.get("mode") if isinstance(record, dict) else record
+    return RunConfig.from_dict(values), mode if mode in MODES else None
 
 
 def read_json(path: os.PathLike | str, what: str):
@@ -196,8 +201,10 @@ def trained_with(params: os.PathLike | str) -> tuple:
     """`(data release, numerics record)` in the config.json beside `params` (None where unknown)."""
     try:
         saved = read_json(Path(params).parent / CONFIG, "configuration")
-        release, numerics = saved.get("data_release"), saved.get("numerics")
-        numerics = numerics if isinstance(numerics, dict) else saved.get("computed_with")  # (its older name)
+        release, record = saved.get("data_release"), saved.get("numerics")
+        record = record if isinstance(record, dict) else saved.get("computed_with")  # (its older name)
     except (UserError, AttributeError):
         return None, None
-    return release if release in RELEASES else None, numerics if isinstance(numerics, dict) else None
+    if isinstance(record, dict) and "numerics" in record:  # older files named the mode "numerics"
+        record = {"mode" if k == "numerics" else k: v for k, v in record.items()}
+    return release if release in RELEASES else None, record if isinstance(record, dict) else None

@@ -95,9 +95,8 @@ def train(config: RunConfig, data_iters: tuple | None = None, *, history: Histor
         data_iters = tuple(ToContext(data_iter, ctx) for data_iter in data_iters)
     train_iter, test_iter = data_iters
     model = build(config)
-    with numerics.threads():  # (the operators' OpenMP threads, where they run on this thread)
-        history = train_ch3(model.net, train_iter, test_iter, model.loss, config.num_epochs, config.batch_size,
-                            trainer=model.trainer, log=log, on_epoch=on_epoch, history=history)
+    history = train_ch3(model.net, train_iter, test_iter, model.loss, config.num_epochs, config.batch_size,
+                        trainer=model.trainer, log=log, on_epoch=on_epoch, history=history)
     return model.net, history
 
 
@@ -149,11 +148,11 @@ def train_models(configs: list, out: str | None = None, *, log: Callable[[str], 
     for config in configs:
         title, folder = TITLES[config.model], out / config.model
         folder.mkdir()
-        persist.save_config(config, dataset.source, folder, numerics.record(config.ctx))
+        record = numerics.record(config.ctx)  # how this process computes the run
+        persist.save_config(config, dataset.source, folder, record)
         log(f"# {title}: epochs {config.num_epochs}, lr {config.lr}, batch size {config.batch_size}, drop_prob1 "
             f"{config.drop_prob1}, drop_prob2 {config.drop_prob2}, seed {config.seed}")
         history = histories[title] = History(source=dataset.source)
-        record = numerics.record(config.ctx)  # how this process computes the run
         save = lambda *_, history=history, folder=folder, record=record: persist.save_history(  # noqa: E731
             history, folder, record)
         save()  # and after every epoch: a run stopped in any way keeps its finished epochs
@@ -198,7 +197,7 @@ def predict(params: os.PathLike | str, n: int = 10, *, data_dir=None, data_relea
         raise UserError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
                         f"writable; give a .png file path")
     net, kind = persist.load_model(params, ctx)
-    trained_on, trained_numerics = persist.trained_with(params)
+    trained_on, trained = persist.trained_with(params)
     release, here, notes = data_release or trained_on or DEFAULT_RELEASE, numerics.record(str(ctx)), []
     _, _, test_images, test_labels = load_dataset(data_dir, release).arrays
     if trained_on is None:
@@ -208,8 +207,7 @@ def predict(params: os.PathLike | str, n: int = 10, *, data_dir=None, data_relea
         notes.append(f"the model was trained on the {trained_on} release and is tested on the {release} release; "
                      f"the two split the images differently (some test images of one are training images of the "
                      f"other), so this is not a test accuracy")
-    trained = trained_numerics or {}
-    if any(trained[k] != here[k] for k in trained.keys() & here.keys() - {"processor"}):
+    if trained and numerics.deciding(trained) != numerics.deciding(here):
         notes.append(f"the model was trained under other numerics ({numerics.summary(trained)}) than this process "
                      f"computes with ({numerics.summary(here)}); its predictions may differ in the last digits")
     acc = evaluate_accuracy(ToContext(DataIter(test_images, test_labels, 256, shuffle=False), ctx), net)

@@ -13,7 +13,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
 
-supported() {  # MXNet 1.9.1 runs on Python 3.8-3.13 (on 3.12 and 3.13 with a newer numpy: dropout_gluon/engine.py)
+supported() {  # MXNet 1.9.1 runs on Python 3.8-3.13 (on 3.12 and 3.13 with a newer numpy: dropout_gluon/compat.py)
   "$1" -c 'import sys, venv; sys.exit(not (3, 8) <= sys.version_info[:2] <= (3, 13))' >/dev/null 2>&1
 }
 

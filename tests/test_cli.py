@@ -101,6 +101,9 @@ def test_out_is_checked_before_the_data_is_read(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine" and (tmp_path / "mine" / "gluon").is_dir()
     assert_one_line_error(cli("train", "--out", tmp_path / "a-file"), "a-file is not a folder")
     assert (tmp_path / "a-file").read_text() == ""
+    (tmp_path / "mine" / "gluon" / "config.json").write_text("{}")  # a model's folder, e.g. `--out .` inside it
+    assert_one_line_error(cli("train", "--out", tmp_path / "mine" / "gluon", isolated=tmp_path / "empty"),
+                          "is one model's folder of a run", f"--out {tmp_path / 'mine'}")
 
 
 def test_a_rerun_into_the_same_out_replaces_the_whole_run(tmp_path, real_data):
@@ -168,7 +171,7 @@ def test_a_configuration_of_another_numerics_mode_is_trained_in_this_ones_with_a
     from dropout_gluon import numerics
 
     other = "native" if numerics.MODE == "portable" else "portable"
-    record = other if saved.startswith("a mode") else {"numerics": other, "blas_kernel": "Haswell"}
+    record = other if saved.startswith("a mode") else {"mode": other, "blas_kernel": "Haswell"}
     (tmp_path / "config.json").write_text(json.dumps({"model": "gluon", "numerics": record}))
     result = cli("train", "--config", tmp_path / "config.json", "--epochs", "0", **{numerics.MODE_VAR: numerics.MODE})
     note, error = result.stderr.splitlines()
@@ -355,11 +358,11 @@ def test_train_writes_everything(trained, real_dataset):
         history = json.loads((folder / "history.json").read_text())
         assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5] and 0.5 < history[0]["test_acc"] < 1
         csv_lines = (folder / "history.csv").read_text().splitlines()
-        assert csv_lines[0] == ("epoch,loss,train_acc,test_acc,seconds,data_release,data_dir,numerics,blas_kernel,"
+        assert csv_lines[0] == ("epoch,loss,train_acc,test_acc,seconds,data_release,data_dir,mode,blas_kernel,"
                                 "onednn,threads_per_operator,processor,glibc,numpy,mxnet_variables")
         assert f",final,{data_folder},portable,Sandybridge,off,1," in csv_lines[1]
         assert (history[0]["data_release"], history[0]["data_dir"]) == ("final", data_folder)
-        assert [history[-1][k] for k in ("numerics", "blas_kernel", "onednn", "threads_per_operator")] == numerics
+        assert [history[-1][k] for k in ("mode", "blas_kernel", "onednn", "threads_per_operator")] == numerics
         config = json.loads((folder / "config.json").read_text())
         assert list(config["numerics"].values())[:4] == numerics
         assert config["drop_prob2"] == 0.5 and config["model"] == model and config["data_dir"] is None
@@ -392,8 +395,10 @@ def test_predict_in_python_returns_what_the_command_prints(trained, tmp_path):
     # A config.json of the older format (the mode under "numerics", the record under "computed_with")
     config = json.loads((out / "gluon" / "config.json").read_text())
     (tmp_path / "model.params").write_bytes((out / "gluon" / "model.params").read_bytes())
+    older = {("numerics" if k == "mode" else k): v for k, v in config["numerics"].items() if k in (
+        "mode", "blas_kernel", "onednn", "threads_per_operator", "processor")}  # the fields it had, as it named them
     (tmp_path / "config.json").write_text(json.dumps({**config, "numerics": "portable", "computed_with": {
-        **config["numerics"], "blas_kernel": "Haswell"}}))
+        **older, "blas_kernel": "Haswell"}}))
     [note] = gb.predict(tmp_path / "model.params", 1).notes
     assert "trained under other numerics (" in note and ": OpenBLAS Haswell, " in note
 

@@ -101,9 +101,9 @@ def test_the_record_names_what_decides_the_floats_and_a_gpu_run_makes_no_cpu_cla
     record = numerics.record()
     assert record["glibc"] and record["numpy"] and record["processor"]
     assert numerics.deciding(record) == ({k: v for k, v in record.items() if k != "processor"}
-                                         if record["numerics"] == "portable" else record)
+                                         if record["mode"] == "portable" else record)
     gpu = numerics.record("gpu(0)")
-    assert gpu["numerics"] == "gpu(0)" and "blas_kernel" not in gpu and "threads_per_operator" not in gpu
+    assert gpu["device"] == "gpu(0)" and not gpu.keys() & {"mode", "blas_kernel", "onednn", "threads_per_operator"}
     assert numerics.summary(gpu).startswith("gpu(0): CUDA; ")
 
 
@@ -120,8 +120,9 @@ def test_mxnets_float_variables_are_cleared_in_portable_and_recorded_in_native(m
     assert (f"{name} unset" in result.stderr) == (mode == "portable")
 
 
-# archspec reads the processor by CPUID: the package imported where it reports a processor without AVX.
-ON_AN_OLD_PROCESSOR = "import sys, archspec.cpu as cpu; cpu.host = lambda: cpu.TARGETS['x86_64']; "
+# The package imported where archspec reports a processor without AVX (SSE4.2 at most).
+ON_AN_OLD_PROCESSOR = ("import sys, archspec.cpu.detect as d; d.detected_info = lambda: d.Microarchitecture("
+                       "'old', [], 'GenuineIntel', {'sse4_2'}, {}); ")
 
 
 def test_by_default_a_processor_below_the_floor_computes_natively_and_says_so():
@@ -187,3 +188,10 @@ def test_the_quick_exercise_gives_the_golden_table_on_simulated_machines(name, t
     assert result.returncode == 0, result.stderr
     golden = (Path(__file__).parent / "golden" / "quick_swap.md").read_text()
     assert (tmp_path / "out" / "swap.md").read_text() == golden, name
+
+
+def test_a_gpu_runs_configuration_names_no_mode_to_rerun_it_in(tmp_path):
+    from dropout_gluon import persist
+
+    (tmp_path / "config.json").write_text(json.dumps({"model": "gluon", "numerics": numerics.record("gpu(0)")}))
+    assert persist.load_config(tmp_path / "config.json") == (RunConfig(model="gluon"), None)  # not 'gpu(0)'

@@ -188,7 +188,7 @@ def test_the_cache_key_is_the_record_of_the_process_that_trains(tmp_path):
         return stored(cache)
 
     one = exercise(1, threads="2")
-    assert len(one) == 3 and {(r["numerics"]["numerics"], r["numerics"]["threads_per_operator"]) for r in one} == \
+    assert len(one) == 3 and {(r["numerics"]["mode"], r["numerics"]["threads_per_operator"]) for r in one} == \
         {("native", 2)}
     both = exercise(4, threads="2")
     four = [r for r in both if r["key"] not in {r["key"] for r in one}]

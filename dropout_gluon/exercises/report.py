@@ -69,10 +69,10 @@ def describe(plan: Plan) -> str:
             f"{subset}; mean ± sample std over {len(seeds)} seeds ({', '.join(map(str, seeds))})")
 
 
-def table(summary: dict, plan: Plan, numerics: str = "portable") -> str:
-    """The Markdown table of an exercise, one row per configuration (its runs computed in `numerics` mode)."""
+def table(summary: dict, plan: Plan, mode: str = "portable") -> str:
+    """The Markdown table of an exercise, one row per configuration (its runs computed in numerics `mode`)."""
     release = f"Fashion-MNIST {plan.base.data_release} release ({RELEASES[plan.base.data_release]})"
-    lines = [f"*{describe(plan)}; {release}; {numerics} numerics; accuracies in %.*", "",
+    lines = [f"*{describe(plan)}; {release}; {mode} numerics; accuracies in %.*", "",
              "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 2) + ["---"]) + "|"]
     for label, s in summary.items():
@@ -175,7 +175,8 @@ def report(plan: Plan, records: dict, out_dir: os.PathLike | str) -> ExerciseRes
     summary = {label: summarize(rs) for label, rs in runs.items()}
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    text = table(summary, plan, next(iter(runs.values()))[0]["numerics"]["numerics"])
+    record = next(iter(runs.values()))[0]["numerics"]
+    text = table(summary, plan, record.get("mode") or record["device"])
     table_path = write_text(folder / f"{plan.name}.md", f"## {plan.name}\n\n{text}")
     png = folder / f"{plan.name}.png"
     plot(plan, runs, summary, png)

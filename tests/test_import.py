@@ -67,8 +67,11 @@ else:
     ctypes.CDLL("libgomp.so.1")  # what MXNet's OpenBLAS binds to, initialised before MXNet sets anything
 import json
 import dropout_gluon as gb
-print(json.dumps([gb.ENGINE_SETTINGS.get("MXNET_ENGINE_TYPE"), *[[list(e[:4]) for e in train(1, log=None)[1]]
-                  for train in (gb.train_scratch, gb.train_gluon)]]))
+runs = [train(1, log=None)[1] for train in (gb.train_scratch, gb.train_gluon)]
+gb.set_seed(0)  # and the book's own train_ch3, called as the chapter's cells call it
+model, (train_iter, test_iter) = gb.build(gb.RunConfig()), gb.load_data_fashion_mnist(256)
+runs.append(gb.train_ch3(model.net, train_iter, test_iter, model.loss, 1, 256, trainer=model.trainer, log=None))
+print(json.dumps([gb.ENGINE_SETTINGS.get("MXNET_ENGINE_TYPE"), *[[list(e[:4]) for e in run] for run in runs]]))
 """
 
 
@@ -83,15 +86,16 @@ def test_training_after_another_openmp_runtime_finishes_with_the_golden_digits(f
         pytest.skip("the golden history is portable numerics'")
     # Before: OpenBLAS ran threaded sgemm from two engine threads and hung forever (it takes seconds).
     result = run_python(AFTER, first, timeout=300)
-    engine, scratch, gluon = json.loads(result.stdout.splitlines()[-1])
+    engine, scratch, gluon, book = json.loads(result.stdout.splitlines()[-1])
     assert engine == "NaiveEngine"  # operators on the calling thread, whose OpenMP threads the package sets
     assert scratch == GOLDEN["scratch"][:1] and gluon == GOLDEN["gluon"][:1]
+    assert book == GOLDEN["scratch"][:1]  # train_ch3 itself sets them: not only the package's train()
 
 
 def test_nothing_is_applied_when_mxnet_was_loaded_first():
     # On a numpy newer than 1.23 (Python 3.12+) MXNet loads only after numpy's removed names are back.
     code = ("import numpy; from dropout_gluon import compat; compat.restore_numpy_names(numpy); import mxnet, "
-            "dropout_gluon; print(dropout_gluon.ENGINE_SETTINGS, dropout_gluon.numerics.record()['numerics'])")
+            "dropout_gluon; print(dropout_gluon.ENGINE_SETTINGS, dropout_gluon.numerics.record()['mode'])")
     # (the package's compat module loads the package, and with it MXNet: import it by path instead)
     code = code.replace("from dropout_gluon import compat", "import importlib.util as u; s = u.spec_from_file_location("
                         f"'compat', {compat.__file__!r}); compat = u.module_from_spec(s); s.loader.exec_module(compat)")
