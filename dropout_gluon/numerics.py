@@ -1,13 +1,7 @@
 """How MXNet computes: the numerics modes (portable, native), chosen as MXNet loads, and the numerics record.
 
-The same configuration and seed give the same floats on one machine in either mode. Across processors,
-three things inside MXNet 1.9.1's wheel change the floats (docs/performance.md has the evidence):
-- the bundled OpenBLAS 0.3.13 picks a GEMM kernel per processor (`OPENBLAS_CORETYPE` forces one);
-- oneDNN 2.4 JIT-compiles `FullyConnected`, the ReLU activation and `log_softmax` for the widest instruction
-  set it finds (`MXNET_MKLDNN_ENABLED=0` turns it off);
-- the OpenMP threads an operator gets (half the processors on x86): MXNet's own reductions split by thread.
-MXNet's own kernels are compiled for SSE2 and draw random numbers per fixed-size chunk: the same everywhere.
-
+Across processors, three things inside MXNet 1.9.1's wheel change the floats (docs/performance.md): the
+GEMM kernel OpenBLAS picks, oneDNN's JIT code, and the OpenMP threads an operator gets.
 - `portable` pins all three: OpenBLAS's Sandybridge kernel (AVX, so the floor is a processor with AVX),
   oneDNN off, one thread per operator; MXNet's own float-changing variables are cleared. The same history
   to the last digit on every such x86-64 machine (tests/test_numerics.py simulates machines).
