@@ -196,7 +196,7 @@ def test_config_key_and_bad_input():
     assert key(a, here) == key(dataclasses.replace(a, data_dir="/elsewhere"), here)  # the same verified data
     # What decides the floats: the whole record in native mode, all but the processor in portable mode.
     for mode in ("portable", "native"):
-        record = dict(here, numerics=mode)
+        record = dict(here, mode=mode)
         assert key(a, record) != key(a, dict(record, threads_per_operator=2))
         assert (key(a, record) == key(a, dict(record, processor="another"))) == (mode == "portable")
     for bad in (dict(model="torch"), dict(wd=-1.0), dict(wd=float("nan")), dict(model="gluon", drop_prob1=1.0),
