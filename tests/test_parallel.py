@@ -98,7 +98,7 @@ def test_ctrl_c_stops_every_worker_and_the_sweep_resumes(one_job, tmp_path):
     token = f"DROPOUT_GLUON_TEST={uuid.uuid4()}"  # every process of this sweep inherits it
     cache = tmp_path / "cache"
     process = subprocess.Popen(_sweep_command(tmp_path, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=_with(token))
+                               text=True, env=_with(token), preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while not list(cache.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -285,6 +285,12 @@ def _sweep_command(tmp_path, cache) -> list:
             "--out", str(tmp_path / "out"), "--cache", str(cache), "--no-progress"]
 
 
+def _as_in_a_terminal() -> None:
+    # Ctrl-C as a terminal delivers it, even where the tests run with SIGINT ignored (e.g. `nohup ... &`), which
+    # a child process would inherit.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_workers(token: str, process, count: int = 3) -> None:
     # The sweep's process and its two workers (the resource tracker may make a fourth).
     deadline = time.monotonic() + 120
@@ -311,7 +317,7 @@ def test_ctrl_c_in_a_terminal_prints_one_line(tmp_path):
     token = f"DROPOUT_GLUON_TEST={uuid.uuid4()}"
     process = subprocess.Popen(_sweep_command(tmp_path, tmp_path / "cache"), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env=_with(token))
+                               env=_with(token), preexec_fn=_as_in_a_terminal)
     _wait_for_workers(token, process, count=2)  # the workers may still be loading MXNet: the riskiest moment
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
