@@ -135,8 +135,7 @@ def lab(tmp_path_factory, real_dataset, browser):
     """
     tmp = tmp_path_factory.mktemp("lab")
     folder, home = tmp / "notebooks", tmp / "home"
-    env = dict(os.environ, DROPOUT_GLUON_FAST="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get(
-        "PYTHONPATH", "")]).rstrip(os.pathsep), JUPYTER_CONFIG_DIR=str(home / "config"),
+    env = dict(os.environ, DROPOUT_GLUON_FAST="1", PYTHONPATH=str(ROOT), JUPYTER_CONFIG_DIR=str(home / "config"),
         JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
         JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
         IPYTHONDIR=str(home / "ipython"))
