@@ -44,34 +44,48 @@ def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequen
     """Download `name`.gz of `release` into `dest`, verified (its .gz hash, then its payload) before it gets its
     name: a failed check leaves nothing."""
     import pooch
+
+    logger = pooch.get_logger()  # its "Downloading..." and retry lines: a failure is ours to say, once
+    level = logger.level
+    logger.setLevel("ERROR")
+    errors = []
+    try:
+        for base in mirrors(release) if urls is None else urls:
+            got = _fetch(pooch, base + name + ".gz", name, Path(dest), release, retries, timeout)
+            if isinstance(got, Path):
+                return got
+            errors.append(got)
+    finally:
+        logger.setLevel(level)
+    raise DataError(f"could not download the {release} release's {name} ({errors[-1] if errors else 'no mirror'})")
+
+
+def _fetch(pooch, url: str, name: str, dest: Path, release: str, retries: int, timeout: float) -> Path | str:
+    # The downloaded file's path, or why this mirror failed.
     import requests
 
-    spec, dest, part = fashion_mnist.FILES[release][name], Path(dest), Path(dest) / f".{name}.gz.part"
+    spec, part = fashion_mnist.FILES[release][name], dest / f".{name}.gz.part"
     algorithm, known = ("md5", spec.gz_md5) if release == "final" else ("sha1", spec.gz_sha1)  # as published
-    errors = []
-    for base in mirrors(release) if urls is None else urls:
-        url = base + name + ".gz"
-        fetcher = pooch.create(dest, base, registry={part.name: f"{algorithm}:{known}"}, urls={part.name: url},
-                               retry_if_failed=retries - 1)
-        try:
-            fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=timeout))
-            got = verify(part, name)[0]
-            if got != release:
-                raise DataError(f"it is the {got} release's file, not the {release} release's")
-            os.replace(part, dest / (name + ".gz"))
-            return dest / (name + ".gz")
-        except DataError as e:
-            errors.append(f"{url}: {str(e).replace(str(part), 'the downloaded file')}")
-        except ValueError:  # pooch's check of the .gz hash
-            errors.append(f"{url}: not the file published ({algorithm.upper()} differs), after {retries} tries")
-        except requests.RequestException as e:
-            errors.append(f"{url}: {_reason(e)}, after {retries} tries")
-        except OSError as e:
-            raise DataError(f"cannot write {dest} to download {name}: {_reason(e)}") from None
-        finally:
-            if part.exists():
-                part.unlink()
-    raise DataError(f"could not download the {release} release's {name} ({errors[-1] if errors else 'no mirror'})")
+    fetcher = pooch.create(dest, url, registry={part.name: f"{algorithm}:{known}"}, urls={part.name: url},
+                           retry_if_failed=retries - 1)
+    try:
+        fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=timeout))
+        got = verify(part, name)[0]
+        if got != release:
+            raise DataError(f"it is the {got} release's file, not the {release} release's")
+        os.replace(part, dest / (name + ".gz"))
+        return dest / (name + ".gz")
+    except DataError as e:
+        return f"{url}: {str(e).replace(str(part), 'the downloaded file')}"
+    except ValueError:  # pooch's check of the .gz hash
+        return f"{url}: not the file published ({algorithm.upper()} differs), after {retries} tries"
+    except requests.RequestException as e:
+        return f"{url}: {_reason(e)}, after {retries} tries"
+    except OSError as e:
+        raise DataError(f"cannot write {dest} to download {name}: {_reason(e)}") from None
+    finally:
+        if part.exists():
+            part.unlink()
 
 
 def _reason(e: BaseException) -> str:

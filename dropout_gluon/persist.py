@@ -1,22 +1,21 @@
-"""Saving and loading what a run produces: models (either kind), histories, all written atomically."""
+"""A run's folder and files: models (either kind), histories, configurations, each file written atomically."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
-import errno
 import io
+import itertools
 import json
 import os
 import re
-import shutil
-import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
 import mxnet as mx
 from mxnet import nd
 
-from . import numerics
 from .config import MODELS, RunConfig
 from .errors import UserError
 from .fashion_mnist import RELEASES, Source
@@ -25,17 +24,12 @@ from .scratch import ScratchNet, num_inputs, num_outputs
 from .trainer import Epoch, History
 
 SCRATCH_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3"]
-# The files of a trained model's folder ('dropout-gluon train'; predict adds PREDICTIONS).
+# The files of a trained model's folder ('dropout-gluon train'; predict adds PREDICTIONS); a run's folder holds
+# one such folder per model and CURVES.
 CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS = (
     "config.json", "history.json", "history.csv", "model.params", "curves.png", "predictions.png")
 RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS)
 RUN_TEMP = re.compile(r"\.[\w.]+\.tmp[\w.]*")  # what atomic_write leaves behind if the process is killed
-
-
-# Read once, as the module loads: reading it means setting it, which would race with threads that create
-# files or start processes (the sweep's pool) if it were done on every write.
-UMASK = os.umask(0o022)
-os.umask(UMASK)
 
 
 class ModelFileError(UserError):
@@ -45,108 +39,79 @@ class ModelFileError(UserError):
 def atomic_write(path: os.PathLike | str, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)`, then rename the temp file to `path`: readers see the old file or the new, never half."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")  # one per writer
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes files private; give the usual permissions
+        write(str(tmp))
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 
 def write_text(path: os.PathLike | str, text: str) -> Path:
-    """Write `text` to `path` atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    """Write `text` to `path` atomically, as UTF-8 (whatever the locale)."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def check_writable(folder: os.PathLike | str, option: str) -> Path:
-    """Check, before any work, that files can be written in `folder` (by writing one); a UserError saying why
-    not. Folders made for the check are removed again: a command that then fails leaves nothing behind."""
+    """A UserError, before any work, unless files can be written in `folder` or in the folders made there when
+    the work starts (its nearest existing ancestor is a writable folder). Creates nothing."""
     folder = Path(folder)
-    made = next((p for p in (*reversed(folder.parents), folder) if not p.exists()), None)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_text(folder / ".write-test", "").unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to {option} {folder}: {e.strerror}; choose another folder") from None
-    finally:
-        if made is not None:
-            shutil.rmtree(made, ignore_errors=True)
+    existing = next(p for p in (folder, *folder.parents) if os.path.lexists(p))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is not writable" if existing.is_dir() else "is not a folder"
+        raise UserError(f"cannot write to {option} {folder}: {existing} {why}; choose another folder")
     return folder
 
 
-class RunFolder:
-    """A run's output folder (`--out`; default a new one under runs/), checked before any work is done.
+def check_out(out: str | None) -> Path | None:
+    """`--out` (None: a new folder under runs/) checked before any work: new, empty, or an earlier run's."""
+    folder = check_writable("runs" if out is None else out, "--out")
+    if out is not None and folder.is_dir():
+        _earlier_run(folder)
+    return None if out is None else folder
 
-    A run into a folder that holds a previous run is written into a fresh folder beside it, which takes
-    the folder's place when the run ends (done or stopped): the folder holds one run's files, never two
-    runs' side by side. A folder holding anything else is refused, so nothing of the user's is deleted.
-    """
 
-    def __init__(self, out: str | None):
-        try:
-            if out is None:  # a name of its own, claimed by mkdir (two runs never share one): written in place
-                self.path = self.work = _new_stamped(Path("runs"))
-                return
-            self.path = Path(out)
-            if self.path.exists():
-                foreign = _not_a_runs(self.path)
-                if foreign:
-                    raise UserError(f"--out {out} holds {foreign}, which is not a file of a run; choose a new or "
-                                    f"empty folder (or one that 'train' wrote, which a rerun replaces whole)")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.work = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
-        except OSError as e:
-            raise UserError(f"cannot write to --out {out or 'runs/'}: {e.strerror}; choose another folder") from None
-
-    def finish(self) -> Path:
-        """Put the run in its place: `path` then holds it whole. A run that wrote nothing changes nothing."""
-        if not any(self.work.iterdir()):
-            self.work.rmdir()
-        elif self.work != self.path:
-            os.chmod(self.work, 0o777 & ~UMASK)  # mkdtemp makes folders private
-            old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent))
-            if self.path.exists():
-                os.replace(self.path, old / "run")
-            os.replace(self.work, self.path)
-            shutil.rmtree(old)
-        return self.path
+def start_run(out: Path | None) -> Path:
+    """The run's folder, made as training starts: `out`, emptied of an earlier run, or a new one under runs/."""
+    if out is None:
+        return _new_stamped(Path("runs"))
+    if out.is_dir():
+        for path in _earlier_run(out):
+            path.rmdir() if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)  # (a symlink to a folder stays one: its target is written)
+    return out
 
 
 def _new_stamped(parent: Path) -> Path:
-    parent.mkdir(exist_ok=True)
+    parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for k in range(1, 1000):
-        try:
-            path = parent / (stamp if k == 1 else f"{stamp}-{k}")
-            path.mkdir()
+    for path in (parent / (stamp if k == 1 else f"{stamp}-{k}") for k in itertools.count(1)):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()  # claims the name: two runs started in the same second never share a folder
             return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "a thousand runs started this second", str(parent))
 
 
-def _not_a_runs(folder: Path) -> str | None:
-    # The first thing in `folder` that 'train' would not have written there, if any.
-    if not folder.is_dir():
-        return "a file of that name"
-    for entry in folder.iterdir():
-        inside = list(entry.iterdir()) if entry.name in MODELS and entry.is_dir() else [entry]
-        for path in inside:
-            if path.name not in RUN_FILES and not RUN_TEMP.fullmatch(path.name):
-                return str(path)
-    return None
+def _earlier_run(out: Path) -> list:
+    # The files (then the model folders) that 'train' wrote in `out`; a UserError at the first thing it did not.
+    found = []
+    for entry in out.iterdir():
+        model = entry.name in MODELS and entry.is_dir() and not entry.is_symlink()
+        for path in entry.iterdir() if model else [entry]:
+            if path.is_dir() or not (path.name in (RUN_FILES if model else (CURVES,)) or RUN_TEMP.fullmatch(path.name)):
+                raise UserError(f"--out {out} holds {path}, which is not a file of a run; choose a new or empty "
+                                f"folder (or one that 'train' wrote, which a rerun replaces whole)")
+            found.append(path)
+        found += [entry] if model else []
+    return found
 
 
-def save_history(history: History, folder: Path) -> None:
-    """`history.json` and `history.csv` in `folder`, one row an epoch, each naming its data release and folder
-    and how its numbers were computed (numerics.record())."""
+def save_history(history: History, folder: Path, numerics: dict) -> None:
+    """`history.json` and `history.csv` in `folder`, one row an epoch, labelled with the data and numerics record."""
     # The label on every row: a row copied elsewhere still says which data its numbers came from, and how.
-    label = {"data_release": history.source.release, "data_dir": history.source.folder} if history.source else {}
-    label.update(numerics.record())
+    source = history.source
+    label = {**({"data_release": source.data_release, "data_dir": source.data_dir} if source else {}),
+             **numerics}
     rows = [{**e._asdict(), **label} for e in history]
     write_text(folder / HISTORY_JSON, json.dumps(rows, indent=1) + "\n")
     buffer = io.StringIO()
@@ -156,24 +121,31 @@ def save_history(history: History, folder: Path) -> None:
     write_text(folder / HISTORY_CSV, buffer.getvalue())
 
 
-def save_config(config: RunConfig, source: Source, folder: Path) -> Path:
-    """`config.json`: the run's configuration (rerun it with 'train --config'), the folder it read and how its
-    numbers were computed."""
-    return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data_folder": source.folder,
-                                                   "computed_with": numerics.record()}, indent=1) + "\n")
+def save_config(config: RunConfig, source: Source, folder: Path, numerics: dict) -> Path:
+    """`config.json`: the run's configuration (rerun it with 'train --config'), the data it read and the
+    numerics record."""
+    data = {"data_release": source.data_release, "data_dir": source.data_dir}
+    return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data": data, "numerics": numerics},
+                                                  indent=1) + "\n")
 
 
-def load_config(path: os.PathLike | str) -> RunConfig:
-    """The configuration in a config.json that 'train' wrote; ValueError saying what is wrong otherwise."""
-    try:
-        values = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise UserError(f"cannot read the configuration {path}: {e.strerror}") from None
-    except ValueError:
-        raise UserError(f"{path} is not a JSON file; pass a config.json that 'dropout-gluon train' wrote") from None
+def load_config(path: os.PathLike | str) -> tuple:
+    """`(configuration, numerics mode it was computed in or None)` from a config.json that 'train' wrote."""
+    values = read_json(path, "configuration")
     if not isinstance(values, dict):
         raise UserError(f"{path} holds no configuration; pass a config.json that 'dropout-gluon train' wrote")
-    return RunConfig.from_dict(values)
+    values.pop("data", None)
+    numerics = values.pop("numerics", None)  # the record (a mode's name in older files): not a setting of the run
+    return RunConfig.from_dict(values), numerics.get("numerics") if isinstance(numerics, dict) else numerics
+
+
+def read_json(path: os.PathLike | str, what: str):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"cannot read the {what} {path}: {e.strerror}") from None
+    except ValueError:
+        raise UserError(f"{path} is not a JSON file; pass a config.json that 'dropout-gluon train' wrote") from None
 
 
 def save_model(net, path: os.PathLike | str) -> Path:
@@ -194,23 +166,17 @@ def load_model(path: os.PathLike | str, ctx=None):
     except mx.base.MXNetError:
         raise ModelFileError(f"{path} is not a readable MXNet parameters file (truncated or another format); "
                              f"train again with 'dropout-gluon train'") from None
-    if not isinstance(arrays, dict):
-        raise ModelFileError(f"{path} holds unnamed arrays, not a model saved by dropout-gluon")
-    if sorted(arrays) == sorted(SCRATCH_NAMES):
+    names = sorted(arrays) if isinstance(arrays, dict) else []
+    if names == sorted(SCRATCH_NAMES):
         kind, shapes = "scratch", [arrays[name].shape for name in SCRATCH_NAMES]
-    elif len(arrays) == 6 and all(k.endswith((".weight", ".bias")) for k in arrays):
-        kind = "gluon"
-        weights = [arrays[k] for k in sorted(arrays) if k.endswith(".weight")]
-        biases = [arrays[k] for k in sorted(arrays) if k.endswith(".bias")]
-        # Gluon stores a Dense weight as (out, in); line it up with the scratch layout (in, out).
-        shapes = [s for w, b in zip(weights, biases) for s in (w.shape[::-1], b.shape)]
+    elif len(names) == 6 and all(k.endswith((".bias", ".weight")) for k in names):
+        # Sorted, each Dense layer's bias then weight; Gluon stores a weight as (out, in), the scratch one (in, out).
+        kind, shapes = "gluon", [arrays[k].shape[::-1] for w, b in zip(names[1::2], names[::2]) for k in (w, b)]
     else:
-        raise ModelFileError(f"{path} holds {', '.join(sorted(arrays)) or 'nothing'}: neither the scratch "
-                             f"model's W1 ... b3 nor the Gluon model's three Dense layers")
-    n1 = shapes[0][1] if len(shapes[0]) == 2 else -1
-    n2 = shapes[2][1] if len(shapes[2]) == 2 else -1
-    expected = [(num_inputs, n1), (n1,), (n1, n2), (n2,), (n2, num_outputs), (num_outputs,)]
-    if n1 < 1 or n2 < 1 or shapes != expected:
+        raise ModelFileError(f"{path} holds {', '.join(names) or 'unnamed arrays'}: neither the scratch model's "
+                             f"W1 ... b3 nor the Gluon model's three Dense layers")
+    n1, n2 = (shapes[0][-1], shapes[2][-1]) if len(shapes[0]) == len(shapes[2]) == 2 else (0, 0)
+    if n1 < 1 or n2 < 1 or shapes != [(num_inputs, n1), (n1,), (n1, n2), (n2,), (n2, num_outputs), (num_outputs,)]:
         raise ModelFileError(f"{path} has shapes {shapes}, which do not fit the chapter's MLP "
                              f"(784 inputs, two hidden layers, 10 outputs)")
     if kind == "scratch":
@@ -227,10 +193,11 @@ def load_model(path: os.PathLike | str, ctx=None):
 
 
 def trained_with(params: os.PathLike | str) -> tuple:
-    """`(data release, computed_with)` in the config.json that 'train' wrote beside `params` (None where unknown)."""
+    """`(data release, numerics record)` in the config.json beside `params` (None where unknown)."""
     try:
-        saved = json.loads((Path(params).parent / CONFIG).read_text())
-        release, numerics = saved.get("data_release"), saved.get("computed_with")
-    except (OSError, ValueError, AttributeError):
+        saved = read_json(Path(params).parent / CONFIG, "configuration")
+        release, numerics = saved.get("data_release"), saved.get("numerics")
+        numerics = numerics if isinstance(numerics, dict) else saved.get("computed_with")  # (its older name)
+    except (UserError, AttributeError):
         return None, None
     return release if release in RELEASES else None, numerics if isinstance(numerics, dict) else None

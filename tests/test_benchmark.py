@@ -2,8 +2,8 @@
 
 - the references (PyTorch, the GEMM floor) take the package's constants (`cells.chapter()`), and their
   widths are those of the model `run.build` makes;
-- the orchestrator and the references load no MXNet: the package's engine settings would leak into
-  the environment of every cell, and MXNet's OpenMP runtime would share the cores with PyTorch's;
+- the orchestrator and the references load no MXNet: the orchestrator only starts cells, each in a fresh
+  process, and MXNet's OpenMP runtime would share the cores with PyTorch's;
 - the FLOP count of the chapter's model: 8 matrix products per training batch, 3 per test batch;
 - the book loop (`cell_book`: the book's DataLoader, per-batch reads, the book's `sgd`) trains exactly
   what `train_ch3` trains: the same test accuracy from the same seed;

@@ -2,7 +2,10 @@
 
 - every bad training input: one line, exit status 2, nothing written; only user errors are one line (a bug
   keeps its traceback); --out checked before the data is read, and a rerun into it replaces the earlier run
-  whole (issue 16, findings 3 and 4); missing data; a bad chosen data
+  whole (issue 16, findings 3 and 4); a run writes in place in --out as it goes: `.`, a symlink's target, an
+  earlier run's folder, and a run killed by SIGTERM keeps its epochs there; a run that fails before training
+  leaves no folder; a config of another numerics mode; read errors; a terminal that cannot show the tables'
+  characters (issue 21); missing data; a bad chosen data
   folder (missing, incomplete, corrupt, mixed releases) for every command; the first release asked for
   where only the final is there;
 - the first release's test labels left beside Debian's copy: the final release is used whole (the defect
@@ -38,15 +41,19 @@ ISOLATED = ("import pathlib, sys; import dropout_gluon.data as d, dropout_gluon.
             "from dropout_gluon.cli import main; sys.exit(main(sys.argv[2:]))")
 
 
-def cli(*args, isolated=None, **env) -> subprocess.CompletedProcess:
-    """Run `dropout-gluon args` with `env` added to the environment; `isolated`: a folder that stands in for
-    MXNet's home and Debian's folder, with no download."""
+# This checkout's package, whatever the command's working folder
+PACKAGE_ENV = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+
+
+def cli(*args, isolated=None, cwd=None, **env) -> subprocess.CompletedProcess:
+    """Run `dropout-gluon args` in `cwd` with `env` added to the environment; `isolated`: a folder that stands in
+    for MXNet's home and Debian's folder, with no download."""
     command = [sys.executable, "-m", "dropout_gluon"]
     if isolated:
         command = [sys.executable, "-c", ISOLATED, str(isolated)]
         env = {"MXNET_HOME": str(isolated), ENV_VAR: "", **env}
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, check=False,
-                          env={**os.environ, **env})
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, check=False, cwd=cwd,
+                          env={**os.environ, **PACKAGE_ENV, **env})
 
 
 def assert_one_line_error(result, *words):
@@ -86,11 +93,14 @@ def test_out_is_checked_before_the_data_is_read(tmp_path):
         assert_one_line_error(result, "cannot write to --out")
         assert result.stdout == ""
     assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
-    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "gluon").mkdir(parents=True)
+    (tmp_path / "mine" / "gluon" / "history.json").write_text("[]")
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     result = cli("train", "--out", tmp_path / "mine", isolated=tmp_path / "empty")
     assert_one_line_error(result, "notes.txt", "not a file of a run")
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine" and (tmp_path / "mine" / "gluon").is_dir()
+    assert_one_line_error(cli("train", "--out", tmp_path / "a-file"), "a-file is not a folder")
+    assert (tmp_path / "a-file").read_text() == ""
 
 
 def test_a_rerun_into_the_same_out_replaces_the_whole_run(tmp_path, real_data):
@@ -109,14 +119,93 @@ def test_a_rerun_into_the_same_out_replaces_the_whole_run(tmp_path, real_data):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
 
 
+def test_out_may_be_the_working_folder_and_a_rerun_from_inside_a_run_replaces_it(tmp_path, real_data):
+    # Issue 21: `--out .` trained fully, then failed ("Device or resource busy"), the run hidden in a
+    # `..XXXX.partial` folder inside `.`; so did training again from inside a run's folder.
+    run = tmp_path / "run"
+    run.mkdir()
+    for model in ("gluon", "scratch"):
+        result = cli("train", "--model", model, "--epochs", "1", "--out", ".", cwd=run)
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in run.iterdir()) == [model]  # the second run replaced the first
+        assert len(json.loads((run / model / "history.json").read_text())) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_symlinked_out_writes_into_its_target(tmp_path, real_data):
+    # Issue 21: the link was replaced by a real folder, and the folder it pointed to (a big disk) never written.
+    target, link = tmp_path / "disk" / "runs", tmp_path / "link"
+    target.mkdir(parents=True)
+    link.symlink_to(target)
+    result = cli("train", "--model", "gluon", "--epochs", "1", "--out", link)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert len(json.loads((target / "gluon" / "history.json").read_text())) == 1
+
+
+def test_sigterm_keeps_the_finished_epochs_in_out(tmp_path, real_data):
+    # Issue 21: what `timeout`, Slurm and a closed terminal send; the epochs stayed in a hidden folder beside --out.
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "dropout_gluon", "train", "--model", "scratch", "--epochs", "50",
+                                "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **PACKAGE_ENV})
+    history, deadline = [], time.monotonic() + 300
+    while not history and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        history = json.loads((out / "scratch" / "history.json").read_text()) if (out / "scratch" / "history.json"
+                                                                                 ).exists() else []
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGTERM, stderr
+    history = json.loads((out / "scratch" / "history.json").read_text())
+    assert len(history) >= 1 and [e["epoch"] for e in history] == list(range(1, len(history) + 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("saved", ["a mode (older files)", "the numerics record"])
+def test_a_configuration_of_another_numerics_mode_is_trained_in_this_ones_with_a_note(tmp_path, saved):
+    # Issue 21: no self-restart; the note says how to get the configuration's digits.
+    from dropout_gluon import numerics
+
+    other = "native" if numerics.MODE == "portable" else "portable"
+    record = other if saved.startswith("a mode") else {"numerics": other, "blas_kernel": "Haswell"}
+    (tmp_path / "config.json").write_text(json.dumps({"model": "gluon", "numerics": record}))
+    result = cli("train", "--config", tmp_path / "config.json", "--epochs", "0", **{numerics.MODE_VAR: numerics.MODE})
+    note, error = result.stderr.splitlines()
+    assert f"computed in {other} numerics and this process computes in {numerics.MODE}" in note
+    assert f"digits will differ; for {other}'s, run the command with {numerics.MODE_VAR}={other}" in note
+    assert result.returncode == 2 and "num_epochs" in error
+
+
+def test_a_read_error_says_what_happened(monkeypatch, capsys, tmp_path):
+    # Issue 21: every OSError was reported as "cannot write <file>", read errors too.
+    from dropout_gluon import cli as command_line
+    from dropout_gluon import run
+
+    monkeypatch.setattr(run, "predict", lambda *args, **kwargs: open(tmp_path))  # a folder read as a file
+    assert command_line.main(["predict", "--params", "model.params"]) == 2
+    assert capsys.readouterr().err == f"dropout-gluon: error: Is a directory: {tmp_path}\n"
+
+
+def test_a_terminal_that_cannot_show_the_tables_characters(tmp_path, real_data):
+    # Issue 21: under a non-UTF-8 locale the tables ('±', '−', '—') crashed with UnicodeEncodeError; the
+    # terminal now shows '?' for them, and the files are UTF-8 whatever the locale.
+    result = cli("exercise", "swap", "--quick", "--seeds", "1", "--epochs", "1", "--jobs", "1", "--no-progress",
+                 "--out", tmp_path / "out", "--cache", tmp_path / "cache", LC_ALL="C", PYTHONUTF8="0",
+                 PYTHONCOERCECLOCALE="0", PYTHONIOENCODING="ascii")
+    assert result.returncode == 0, result.stderr
+    assert "gap (train ? test)" in result.stdout
+    assert "gap (train \u2212 test)" in (tmp_path / "out" / "swap.md").read_text(encoding="utf-8")
+
+
 def test_only_user_errors_are_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
     # Issue 16, finding 3: the CLI reports one class of error in one line; a ValueError from a bug is not it.
     from dropout_gluon import cli as command_line
-    from dropout_gluon import engine, exercises, persist
+    from dropout_gluon import exercises, numerics, persist
     from dropout_gluon.errors import UserError
     from dropout_gluon.fashion_mnist import DataError
 
-    for reported in (DataError, persist.ModelFileError, exercises.SweepFailed, engine.NumericsError):
+    for reported in (DataError, persist.ModelFileError, exercises.SweepFailed, numerics.NumericsError):
         assert issubclass(reported, UserError)
     monkeypatch.setattr(command_line, "cmd_data", lambda args: (_ for _ in ()).throw(DataError("no data here")))
     assert command_line.main(["data"]) == 2 and capsys.readouterr().err == "dropout-gluon: error: no data here\n"
@@ -126,10 +215,13 @@ def test_only_user_errors_are_one_line_and_a_bug_keeps_its_traceback(monkeypatch
 
 
 def test_missing_data(tmp_path):
-    result = cli("train", "--out", tmp_path / "out", isolated=tmp_path / "empty")
+    # Issue 21: a run that fails before training leaves no folder behind, not even the parents of --out.
+    result = cli("train", "--out", tmp_path / "a" / "b" / "c", isolated=tmp_path / "empty")
     assert_one_line_error(result, "no folder holds Fashion-MNIST's final release whole",
                           "apt-get install dataset-fashion-mnist")
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "a").exists()
+    result = cli("train", isolated=tmp_path / "empty", cwd=tmp_path)  # the default: a new folder under runs/
+    assert result.returncode == 2 and not (tmp_path / "runs").exists()
 
 
 def _folder(tmp_path, case, first_release_labels, real_folder=None):
@@ -168,7 +260,7 @@ def test_a_bad_chosen_folder_stops_every_command(tmp_path, first_release_labels,
 
 
 def test_a_mixed_chosen_folder_is_refused(tmp_path, first_release_labels, real_dataset):
-    folder = _folder(tmp_path, "mixed", first_release_labels, real_dataset.source.folder)
+    folder = _folder(tmp_path, "mixed", first_release_labels, real_dataset.source.data_dir)
     result = cli("train", "--data-dir", folder, "--out", tmp_path / "out")
     assert_one_line_error(result, "mixes files of two releases", "first release: t10k-labels-idx1-ubyte")
     assert not (tmp_path / "out").exists()
@@ -194,10 +286,11 @@ def test_first_release_test_labels_beside_debians_copy(tmp_path, first_release_l
     status = cli("data", "status", **env)
     assert status.returncode == 0, status.stderr
     assert f"{mx_dir} is incomplete" in status.stdout and "first release's t10k-labels-idx1-ubyte" in status.stdout
-    assert f"* {real_dataset.source.folder}: the final release, all four files verified" in status.stdout
+    assert f"* {real_dataset.source.data_dir}: the final release, all four files verified" in status.stdout
     result = cli("train", "--model", "gluon", "--epochs", "1", "--out", tmp_path / "out", **env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"# data: Fashion-MNIST final release (2017-08-31), {real_dataset.source.folder}\n")
+    data_line = f"# data: Fashion-MNIST final release (2017-08-31), {real_dataset.source.data_dir}\n"
+    assert result.stdout.startswith(data_line)
     assert json.loads((tmp_path / "out" / "gluon" / "history.json").read_text())[0]["test_acc"] > 0.7
 
 
@@ -250,7 +343,7 @@ def test_the_readme_shows_the_golden_history():
 
 def test_train_writes_everything(trained, real_dataset):
     out, stdout = trained
-    data_folder = real_dataset.source.folder
+    data_folder = real_dataset.source.data_dir
     assert stdout.splitlines()[0] == f"# data: Fashion-MNIST final release (2017-08-31), {data_folder}"
     assert stdout.splitlines()[1].startswith("# numerics: portable: OpenBLAS Sandybridge, oneDNN off, 1 thread per")
     numerics = ["portable", "Sandybridge", "off", 1]  # mode, BLAS kernel, oneDNN, threads per operator
@@ -263,14 +356,14 @@ def test_train_writes_everything(trained, real_dataset):
         assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5] and 0.5 < history[0]["test_acc"] < 1
         csv_lines = (folder / "history.csv").read_text().splitlines()
         assert csv_lines[0] == ("epoch,loss,train_acc,test_acc,seconds,data_release,data_dir,numerics,blas_kernel,"
-                                "onednn,threads_per_operator,processor")
+                                "onednn,threads_per_operator,processor,glibc,numpy,mxnet_variables")
         assert f",final,{data_folder},portable,Sandybridge,off,1," in csv_lines[1]
         assert (history[0]["data_release"], history[0]["data_dir"]) == ("final", data_folder)
         assert [history[-1][k] for k in ("numerics", "blas_kernel", "onednn", "threads_per_operator")] == numerics
         config = json.loads((folder / "config.json").read_text())
-        assert config["numerics"] == "portable" and list(config["computed_with"].values())[:4] == numerics
+        assert list(config["numerics"].values())[:4] == numerics
         assert config["drop_prob2"] == 0.5 and config["model"] == model and config["data_dir"] is None
-        assert (config["data_release"], config["data_folder"]) == ("final", data_folder)
+        assert config["data"] == {"data_release": "final", "data_dir": data_folder}
         assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "curves.png").is_file()
 
@@ -284,6 +377,25 @@ def test_saved_model_predicts_the_same_accuracy(trained, model):
     assert f"{model} model" in result.stdout and f"({round(test_acc * 10000)}/10000), final release" in result.stdout
     assert (out / model / "predictions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.stderr == ""  # trained and tested on the same release: nothing to say
+
+
+def test_predict_in_python_returns_what_the_command_prints(trained, tmp_path):
+    # Issue 21: predict is in the Python API (run.py), the command only prints what it returns.
+    import dropout_gluon as gb
+
+    out, _ = trained
+    test_acc = json.loads((out / "gluon" / "history.json").read_text())[-1]["test_acc"]
+    found = gb.predict(out / "gluon" / "model.params", 3, out=tmp_path / "p.png")
+    assert (found.kind, found.correct, found.total, found.data_release) == ("gluon", round(test_acc * 10000), 10000,
+                                                                            "final")
+    assert found.notes == [] and found.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A config.json of the older format (the mode under "numerics", the record under "computed_with")
+    config = json.loads((out / "gluon" / "config.json").read_text())
+    (tmp_path / "model.params").write_bytes((out / "gluon" / "model.params").read_bytes())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "numerics": "portable", "computed_with": {
+        **config["numerics"], "blas_kernel": "Haswell"}}))
+    [note] = gb.predict(tmp_path / "model.params", 1).notes
+    assert "trained under other numerics (" in note and ": OpenBLAS Haswell, " in note
 
 
 def test_predict_says_when_the_release_differs_or_is_unknown(trained, tmp_path):

@@ -27,7 +27,7 @@ import pytest
 from conftest import idx_bytes, write_idx
 from mxnet import gluon, nd
 
-from dropout_gluon import data, download, run
+from dropout_gluon import data, download, numerics, run
 from dropout_gluon import fashion_mnist as fm
 from dropout_gluon.persist import save_history
 
@@ -461,7 +461,7 @@ def test_every_history_names_its_data(releases, isolated_dirs, tmp_path, loader)
     _, history = run.train_scratch(num_epochs=1, batch_size=32, data_dir=first, data_release="first", loader=loader,
                                    log=None)
     assert history.source == fm.Source("first", str(first))
-    save_history(history, tmp_path)
+    save_history(history, tmp_path, numerics.record())
     assert json.loads((tmp_path / "history.json").read_text())[0]["data_release"] == "first"
     with pytest.raises(fm.DataError, match="holds the first release"):
         run.train_gluon(num_epochs=1, batch_size=32, data_dir=first, loader=loader, log=None)

@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from dropout_gluon import cli, data, exercises, run
+from dropout_gluon import cli, data, exercises, numerics, run
 from dropout_gluon.config import RunConfig
 from dropout_gluon.exercises.report import pct, table
-from dropout_gluon.exercises.sweep import SweepProgress, key
+from dropout_gluon.exercises.sweep import Progress, key
 from dropout_gluon.trainer import train_ch3
 
 pytestmark = pytest.mark.realdata
@@ -69,7 +69,7 @@ def test_quick_exercise_writes_table_and_plot(name, real_dataset, shared_cache, 
         assert all(len(r["history"]) == 2 for r in result.runs[label])
         assert [r["config"]["seed"] for r in result.runs[label]] == list(plan.seeds)
         assert all(r["config"]["train_size"] == exercises.QUICK["train_size"] for r in result.runs[label])
-        assert all(r["data"] == {"release": "final", "folder": real_dataset.source.folder}
+        assert all(r["data"] == {"data_release": "final", "data_dir": real_dataset.source.data_dir}
                    for r in result.runs[label])
         assert f"| {label} | {pct(s['final_test_acc'])} |" in result.table
     assert "; Fashion-MNIST final release (2017-08-31); portable numerics; accuracies in %" in result.table
@@ -116,18 +116,18 @@ def test_divergence_is_an_outcome_and_the_sweep_goes_on(real_dataset, tmp_path):
     scratch = dataclasses.replace(base, model="scratch", lr=100.0)
     records = exercises.sweep([huge, scratch, base], cache_dir=tmp_path, dataset=real_dataset, progress=False)
     for config in (huge, scratch):
-        record = records[key(config)]
+        record = records[config]
         assert record["diverged"]["kind"] in ("non-finite", "exploding", "collapsed")
         assert record["diverged"]["epoch"] == 1 and record["final_train_acc_eval"] is None
         assert isinstance(record["history"], list)  # the epochs before it are kept (none here)
-    assert records[key(base)]["diverged"] is None and len(records[key(base)]["history"]) == 2
+    assert records[base]["diverged"] is None and len(records[base]["history"]) == 2
 
-    summary = exercises.summarize([records[key(huge)]])
+    summary = exercises.summarize([records[huge]])
     assert summary["finished"] == 0 and len(summary["diverged"]) == 1
     assert np.isnan(summary["final_test_acc"][0])
     plan = exercises.plan("swap", quick=True)
     assert "| diverging | — |" in table({"diverging": summary}, plan)
-    assert f"1/1 (seed 0: {records[key(huge)]['diverged']['kind']} in epoch 1)" in table({"diverging": summary}, plan)
+    assert f"1/1 (seed 0: {records[huge]['diverged']['kind']} in epoch 1)" in table({"diverging": summary}, plan)
     # Stored like any other run: a rerun does not train it again.
     again = []
     exercises.sweep([huge], cache_dir=tmp_path, dataset=real_dataset, progress=False, after_run=again.append)
@@ -137,11 +137,12 @@ def test_divergence_is_an_outcome_and_the_sweep_goes_on(real_dataset, tmp_path):
 def test_the_release_is_part_of_a_run(real_dataset, tmp_path):
     final = RunConfig(num_epochs=1, train_size=512, test_size=256)
     first = dataclasses.replace(final, data_release="first")
-    assert key(first) != key(final)  # the two releases are different data: never one cache entry
+    here = numerics.record()
+    assert key(first, here) != key(final, here)  # the two releases are different data: never one cache entry
     with pytest.raises(ValueError, match="the dataset passed in is the final release, but the configurations "
-                                         "ask for the first release"):
+                                         "ask for another; pass data_release='final'"):
         exercises.sweep([first], cache_dir=tmp_path, dataset=real_dataset, progress=False)
-    assert not tmp_path.joinpath(f"{key(first)}.json").exists()
+    assert not list(tmp_path.iterdir())
     with pytest.raises(ValueError, match="data_release must be one of"):
         RunConfig(data_release="2017")
 
@@ -190,9 +191,14 @@ def test_a_run_matches_train_gluon(real_data):
 
 
 def test_config_key_and_bad_input():
-    a, b = RunConfig(wd=0), RunConfig(wd=0.0)
-    assert key(a) == key(b) and key(a) != key(RunConfig(seed=1))
-    assert key(a) == key(dataclasses.replace(a, data_dir="/elsewhere"))  # the same verified data
+    a, b, here = RunConfig(wd=0), RunConfig(wd=0.0), numerics.record()
+    assert key(a, here) == key(b, here) and key(a, here) != key(RunConfig(seed=1), here)
+    assert key(a, here) == key(dataclasses.replace(a, data_dir="/elsewhere"), here)  # the same verified data
+    # What decides the floats: the whole record in native mode, all but the processor in portable mode.
+    for mode in ("portable", "native"):
+        record = dict(here, numerics=mode)
+        assert key(a, record) != key(a, dict(record, threads_per_operator=2))
+        assert (key(a, record) == key(a, dict(record, processor="another"))) == (mode == "portable")
     for bad in (dict(model="torch"), dict(wd=-1.0), dict(wd=float("nan")), dict(model="gluon", drop_prob1=1.0),
                 dict(num_hiddens1=0), dict(train_size=0), dict(lr=0), dict(seed=-1), dict(ctx="tpu")):
         with pytest.raises(ValueError):
@@ -206,14 +212,28 @@ def test_config_key_and_bad_input():
     assert exercises.plan("epochs").base.num_epochs == exercises.DEFAULT_EPOCHS["epochs"]
 
 
-def test_progress_shows_runs_done_and_eta():
-    out = io.StringIO()
-    bar = SweepProgress(total=4, done=1, work=3.0, stream=out)
+def test_progress_shows_runs_done_and_eta(monkeypatch):
+    out = io.StringIO()  # not a terminal: a plain line per finished run
+    bar = Progress(total=4, done=1, work=3.0, stream=out)
     bar.update("run a", 1.0)
-    bar.update("run b", 1.0)
-    lines = out.getvalue().splitlines()
-    assert lines[0].startswith("[############............] 2/4 runs") and "ETA" in lines[0]
-    assert "3/4 runs" in lines[1] and lines[1].endswith("run b")
+    bar.note("run b: failed")
+    bar.close()
+    assert out.getvalue() == "2/4 runs: run a\nrun b: failed\n"
+
+    class Terminal(io.StringIO):  # 80 columns (tqdm reads COLUMNS where it cannot ask the terminal)
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    out = Terminal()
+    bar = Progress(total=4, done=1, work=3.0, stream=out)
+    bar.update("run a", 1.0)
+    bar.note("run b: failed")
+    bar.close()
+    lines = [part for line in out.getvalue().split("\n") for part in line.split("\r") if part.strip()]
+    assert lines[0].startswith("1/4 runs ") and lines[-1].startswith("2/4 runs ") and "ETA" in lines[-1]
+    assert "run b: failed" in lines and max(len(line) for line in lines) < 80, lines  # no wrapping at 80 columns
 
 
 def test_command_line(real_data, tmp_path, capsys):

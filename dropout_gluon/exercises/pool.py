@@ -1,8 +1,5 @@
-"""Where a sweep's runs are trained: in this process, in worker processes on this machine, or on Dask.
-
-All three take the same work items (`work`, a run's configuration as a dict) through one interface, a
-`concurrent.futures` executor's `submit`; the sweep stores what comes back.
-"""
+"""Where a sweep's runs are trained, through one `concurrent.futures` interface: in this process, in worker
+processes on this machine, or on Dask. A work item (`work`) is a run's configuration as a dict."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -11,30 +8,25 @@ import gc
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from unittest import mock
 
-from .. import numerics
+from .. import fashion_mnist, numerics
 from ..config import RunConfig
 from ..data import DataIter, data_iters, load_dataset
 from ..errors import UserError
 from ..run import train
 from ..trainer import History, TrainingDiverged, evaluate_accuracy
 
-# A worker process trains one run at a time on one OpenMP thread per operator and one engine worker (a
-# second beside the other processes was slower). It inherits DROPOUT_GLUON_NUMERICS: it computes as we do.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"}
+# A worker process trains one run at a time on one OpenMP thread per operator (the other cores have workers
+# of their own), in this process's numerics mode, which it learns from here.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", numerics.MODE_VAR: numerics.MODE}
 
 
 def train_run(config: RunConfig, iters: tuple) -> dict:
-    """Train one configuration; return its record: config, data, per-epoch history, divergence, seconds.
-
-    Divergence ends the run early and is recorded, never raised; the epochs before it are kept. `iters`
-    is `(train_iter, test_iter, train_eval_iter)`, the last unshuffled, for the final train accuracy in
-    predict mode (the book's train acc is measured with dropout on).
-    """
+    """Train one configuration; return its record (divergence recorded, not raised). `iters`: `(train_iter,
+    test_iter, train_eval_iter)`, the last unshuffled, for train accuracy in predict mode (the book's: with dropout)."""
     train_iter, test_iter, train_eval_iter = iters
     start = time.perf_counter()
     history, diverged = History(), None
@@ -43,29 +35,29 @@ def train_run(config: RunConfig, iters: tuple) -> dict:
     except TrainingDiverged as e:
         net, diverged = None, {"kind": e.kind, "epoch": e.epoch, "loss": e.loss}
     source = history.source
-    return {"config": config.to_dict(),
-            "data": {"release": source.release, "folder": source.folder} if source else None,
-            "history": [e._asdict() for e in history], "diverged": diverged, "computed_with": numerics.record(),
+    return {"config": config.to_dict(), "data": source and {"data_release": source.data_release,
+                                                            "data_dir": source.data_dir},
+            "history": [e._asdict() for e in history], "diverged": diverged, "numerics": numerics.record(config.ctx),
             "final_train_acc_eval": None if net is None else evaluate_accuracy(train_eval_iter, net),
             "seconds": time.perf_counter() - start}
 
 
-def work(config: dict, folder: str | None) -> dict:
-    """A work item: train the configuration `config` (RunConfig.to_dict()) here; return its record.
-
-    `folder` is the data folder to read (None: this machine's own search for the configured release).
-    """
+def work(config: dict, data_dir: str | None) -> dict:
+    """Train `config` (RunConfig.to_dict()) here on the data in `data_dir` (None: searched); return its record."""
     config = RunConfig.from_dict(config)
-    return train_run(config, iterators(config.data_release, folder, config.train_size, config.test_size,
+    return train_run(config, iterators(config.data_release, data_dir, config.train_size, config.test_size,
                                        config.batch_size, config.loader))
 
 
+_datasets = {}  # the data a sweep in this process gave it, by (release, data_dir); a worker reads its own
+
+
 @functools.lru_cache(maxsize=4)
-def iterators(release: str, folder: str | None, train_size, test_size, batch_size: int, loader: str) -> tuple:
+def iterators(release: str, data_dir: str | None, train_size, test_size, batch_size: int, loader: str) -> tuple:
     """`(train_iter, test_iter, train_eval_iter)` of a run, made once per process for all its runs."""
-    dataset = load_dataset(folder, release)
+    dataset = _datasets.get((release, data_dir)) or load_dataset(data_dir, release)
     train_iter, test_iter = data_iters(dataset, batch_size, loader, train_size, test_size)
-    # The last, unshuffled, for the final train accuracy in predict mode: on the same float32 images (0.19 GB).
+    # The last on the same float32 images (0.19 GB), unshuffled.
     if loader == "memory":
         return train_iter, test_iter, train_iter.unshuffled()
     images, labels = dataset.arrays[:2]
@@ -73,15 +65,21 @@ def iterators(release: str, folder: str | None, train_size, test_size, batch_siz
                                            source=dataset.source)
 
 
+def hold(datasets: dict) -> None:
+    """Train on these datasets, `{(release, data_dir): Dataset}`, until `release()`."""
+    _datasets.update(datasets)
+
+
 def release() -> None:
-    """Let go of this process's copies of the data (after a sweep; on Dask, run on every worker)."""
+    """Let go of every copy of the data in this process (after a sweep; on Dask, run on every worker)."""
     iterators.cache_clear()
+    _datasets.clear()
+    fashion_mnist.clear_cache()  # the raw arrays of the files read
     gc.collect()
 
 
 class InlineExecutor(cf.Executor):
     """Runs each item at once, in this process (a sweep with one job)."""
-
     def submit(self, fn, *args, **kwargs) -> cf.Future:
         future = cf.Future()
         try:
@@ -92,63 +90,61 @@ class InlineExecutor(cf.Executor):
 
 
 class LocalPool(cf.ProcessPoolExecutor):
-    """`jobs` worker processes on this machine: the standard library's pool, spawned (MXNet's engine threads
-    do not survive a fork), each worker loading the data once (`iterators`) for all its runs.
-
-    A worker that dies, or whose answer cannot be read back, breaks the pool: its runs fail with
-    `BrokenProcessPool` and the sweep starts a new pool for the runs it retries. Workers ignore Ctrl-C
-    from their first instruction (it is the sweep's to handle) and exit when the sweep's process is gone.
-    """
+    """Up to `jobs` spawned worker processes (MXNet's engine threads do not survive a fork), each loading the
+    data once. A worker that dies breaks the pool: every run in flight fails with `BrokenProcessPool`."""
 
     def __init__(self, jobs: int):
-        super().__init__(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_watch_parent,
-                         initargs=(os.getpid(),))
+        super().__init__(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start)
+        self.processes = set()  # ours, for kill(): the children that appeared while we submitted
 
     def submit(self, fn, /, *args, **kwargs) -> cf.Future:
-        # Workers are started in here, as they are needed, and inherit the environment and SIGINT blocked from
-        # their first instruction. Blocked, not ignored: a Ctrl-C meant for the sweep meanwhile waits and then
-        # arrives; a worker ignores it before unblocking it (_watch_parent). (POSIX, as MXNet's wheels are.)
+        # The pool starts workers in here, as needed. They inherit SIGINT blocked, so that a Ctrl-C meant for
+        # the sweep waits while they load MXNet (seconds), and _start then drops it: the standard pool has no
+        # option to start them ignoring it, and without this each would print a traceback. (POSIX, as MXNet.)
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        before = set(multiprocessing.active_children())
         try:
             with mock.patch.dict(os.environ, WORKER_ENV):
                 return super().submit(fn, *args, **kwargs)
         finally:
+            self.processes |= set(multiprocessing.active_children()) - before
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def kill(self) -> None:
         """Stop every worker now (Ctrl-C): the runs in progress are lost, the finished ones were stored."""
-        processes = list((getattr(self, "_processes", None) or {}).values())  # the pool's own handles on them
-        self.shutdown(wait=False, **({"cancel_futures": True} if sys.version_info >= (3, 9) else {}))
-        for process in processes:
+        for process in self.processes:
             process.terminate()
-        for process in processes:
+        for process in self.processes:
             process.join(5)
+        self.shutdown(wait=True)  # the pool's thread done with its pipes before a next pool makes its own
 
 
-def _watch_parent(parent: int) -> None:
-    # A worker's first step: exit as soon as the sweep's process is gone (killed, out of memory, a closed
-    # terminal), instead of training on, orphaned. Nothing else would tell it: its pipes stay open.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle: it stops the workers
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C that came while loading: dropped
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
+def _start() -> None:
+    # A worker's first step. Ctrl-C is the sweep's to handle (it stops the workers): ignored, and one that came
+    # while loading is dropped. Then exit as soon as the sweep's process is gone (killed, out of memory, a
+    # closed terminal) instead of training on, orphaned: the standard pool would not notice, as every worker
+    # holds both ends of its task queue. The parent's sentinel is readable once the parent has died.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    parent = multiprocessing.parent_process()
+    threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
 
 
-def dask_executor(address: str):
-    """`(client, executor)` for the Dask scheduler at `address`; a ValueError saying why it cannot be used."""
+def dask_executor(address: str) -> tuple:
+    """`(client, executor)` for the Dask scheduler at `address`, whose workers must run one thread each."""
     try:
         from distributed import Client
     except ImportError:
         raise UserError("--scheduler needs Dask's distributed; install it with "
-                         "pip install 'dropout-gluon[cluster]'") from None
+                        "pip install 'dropout-gluon[cluster]'") from None
     try:
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError) as e:
         raise UserError(f"cannot reach the Dask scheduler at {address} ({e}); start one with "
-                         f"'dask scheduler' and workers with 'dask worker {address}'") from None
+                        f"'dask scheduler' and workers with 'dask worker {address} --nthreads 1'") from None
+    threads = max(client.nthreads().values(), default=1)
+    if threads > 1:  # two runs in one process would interleave the global seeds: not reproducible
+        client.close()
+        raise UserError(f"the Dask workers at {address} run up to {threads} threads each, and runs sharing a "
+                        f"process are not reproducible: start them with 'dask worker {address} --nthreads 1'")
     return client, client.get_executor(pure=False)  # pure=False: a retried run is a new task

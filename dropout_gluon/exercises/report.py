@@ -13,16 +13,14 @@ from matplotlib.figure import Figure
 from ..fashion_mnist import RELEASES
 from ..persist import atomic_write, write_text
 from .plan import Plan
-from .sweep import key
 
 LOSS_SPIKE = 1.1  # an epoch whose training loss is 10% above the previous one's: the run was set back
 
 
 def _mean_std(values: list) -> tuple:
-    if not values:
-        return (math.nan, math.nan)
     # Sample standard deviation: the seed-to-seed spread; undefined for one seed.
-    return (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else math.nan)
+    return (float(np.mean(values)) if values else math.nan, float(np.std(values, ddof=1)) if len(values) > 1
+            else math.nan)
 
 
 def summarize(records: list) -> dict:
@@ -54,33 +52,27 @@ COLUMNS = ("configuration", "test acc, final", "test acc, best (epoch)", "train 
 def pct(mean_std: tuple) -> str:
     """`(0.8812, 0.0021)` as `88.12 ± 0.21` (percent); a dash when there is no value."""
     mean, std = mean_std
-    if math.isnan(mean):
-        return "—"
-    return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
+    return "—" if math.isnan(mean) else f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
 
 
 def _divergences(s: dict) -> str:
-    if not s["diverged"]:
-        return f"0/{s['runs']}"
     where = ", ".join(f"seed {d['seed']}: {d['kind']} in epoch {d['epoch']}" for d in s["diverged"])
-    return f"{len(s['diverged'])}/{s['runs']} ({where})"
+    return f"{len(s['diverged'])}/{s['runs']}" + (f" ({where})" if where else "")
 
 
 def describe(plan: Plan) -> str:
     """One line saying what was run."""
     base, seeds = plan.base, plan.seeds
-    if base.train_size:
-        subset = f"first {base.train_size} training and {base.test_size} test images"
-    else:
-        subset = "all 60000 training and 10000 test images"
+    subset = (f"first {base.train_size} training and {base.test_size} test images" if base.train_size
+              else "all 60000 training and 10000 test images")
     return (f"{base.model} model, {base.num_epochs} epochs, lr {base.lr}, batch size {base.batch_size}, "
             f"{subset}; mean ± sample std over {len(seeds)} seeds ({', '.join(map(str, seeds))})")
 
 
-def table(summary: dict, plan: Plan) -> str:
-    """The Markdown table of an exercise, one row per configuration."""
+def table(summary: dict, plan: Plan, numerics: str = "portable") -> str:
+    """The Markdown table of an exercise, one row per configuration (its runs computed in `numerics` mode)."""
     release = f"Fashion-MNIST {plan.base.data_release} release ({RELEASES[plan.base.data_release]})"
-    lines = [f"*{describe(plan)}; {release}; {plan.base.numerics} numerics; accuracies in %.*", "",
+    lines = [f"*{describe(plan)}; {release}; {numerics} numerics; accuracies in %.*", "",
              "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 2) + ["---"]) + "|"]
     for label, s in summary.items():
@@ -139,16 +131,14 @@ def plot(plan: Plan, runs: dict, summary: dict, path: Path) -> None:
         ax_gap.axhline(0, color="black", linewidth=0.8)
         ax_gap.set_ylim(-0.02, None)  # the first epochs' negative gap (the book's train acc averages a
         # model still learning) would squeeze the rest flat
-        for ax in (ax_loss, ax_acc, ax_gap):
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+        axes = (ax_loss, ax_acc, ax_gap)
     else:
         ax_curve, ax_final = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
         for color, (label, records) in zip(colors, runs.items()):
             _band(ax_curve, records, "test_acc", color, label)
         ax_curve.set(xlabel="epoch", ylabel="test accuracy (band: ± std over seeds)")
-        ax_curve.grid(alpha=0.3)
         ax_curve.legend(fontsize=8)
+        axes = (ax_curve, ax_final)
         labels = list(summary)
         y = np.arange(len(labels))[::-1]
         for i, (color, label) in enumerate(zip(colors, labels)):
@@ -160,7 +150,10 @@ def plot(plan: Plan, runs: dict, summary: dict, path: Path) -> None:
         ax_final.set_yticklabels(labels, fontsize=8)
         # The key goes in the axis label: a legend box would hide points near the top of the range.
         ax_final.set(xlabel="final accuracy: ● test, □ train (predict mode); bars: ± std")
-        ax_final.grid(alpha=0.3)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if plan.name == "epochs":
+            ax.legend(fontsize=8)
     fig.suptitle(f"{plan.name}: {describe(plan)}", fontsize=9)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
 
@@ -177,12 +170,12 @@ class ExerciseResult:
 
 
 def report(plan: Plan, records: dict, out_dir: os.PathLike | str) -> ExerciseResult:
-    """Summarise an exercise's runs (`{key: record}`), write `<name>.md` and `<name>.png` in `out_dir`."""
-    runs = {label: [records[key(dataclasses.replace(c, seed=s))] for s in plan.seeds] for label, c in plan.arms}
+    """Summarise an exercise's runs (`{config: record}`), write `<name>.md` and `<name>.png` in `out_dir`."""
+    runs = {label: [records[dataclasses.replace(c, seed=s)] for s in plan.seeds] for label, c in plan.arms}
     summary = {label: summarize(rs) for label, rs in runs.items()}
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    text = table(summary, plan)
+    text = table(summary, plan, next(iter(runs.values()))[0]["numerics"]["numerics"])
     table_path = write_text(folder / f"{plan.name}.md", f"## {plan.name}\n\n{text}")
     png = folder / f"{plan.name}.png"
     plot(plan, runs, summary, png)

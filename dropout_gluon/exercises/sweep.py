@@ -1,9 +1,5 @@
-"""A resumable sweep: train each configuration not yet in the cache, and store its record at once.
-
-Each run is stored as JSON under the cache folder as soon as it comes back, named by a digest of its
-configuration and seed, so an interrupted sweep resumes where it stopped and a rerun only redraws. The
-runs are trained in this process, by worker processes on every core, or on a Dask cluster (`pool`).
-"""
+"""A resumable sweep: train each configuration not yet in the cache, and store its record (JSON, named by a
+digest of its configuration and numerics record) as soon as it comes back, so a stopped sweep resumes."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -11,68 +7,59 @@ import hashlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
+
+from tqdm import tqdm
 
 from .. import numerics
 from ..config import RunConfig, whole
 from ..data import load_dataset
-from ..numerics import usable_cpus
 from ..errors import UserError
 from ..fashion_mnist import Dataset
 from ..persist import write_text
 from ..scratch import num_inputs, num_outputs
 from . import pool
 
-CACHE_VERSION = 1  # part of every run's key: bump it when a change to training makes stored runs stale
+CACHE_VERSION = 2  # part of every run's key: bump it when a change to training makes stored runs stale
 
 
-def key(config: RunConfig) -> str:
-    """A digest of what decides the run's numbers, seed and numerics included: the run's file name in the cache.
-
-    Portable numerics give the same digits on every processor; native ones are this process's kernel,
-    oneDNN, threads and processor, so a cache made under other native numerics is never mixed in.
-    """
-    numerics = {}
-    text = json.dumps({"version": CACHE_VERSION, **config.identity(), **numerics}, sort_keys=True)
+def key(config: RunConfig, record: dict) -> str:
+    """The run's file name in the cache: a digest of what decides its numbers, given the numerics record of
+    the process that trains it (numerics.deciding: in portable mode, not the processor)."""
+    text = json.dumps({"version": CACHE_VERSION, **config.identity(), "numerics": numerics.deciding(record)},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 class RunCache:
-    """Finished runs as `<key>.json` files in `folder`, each written atomically (temp file, then rename)."""
+    """Finished runs as `<key>.json` files in `folder` (each written atomically), looked up for the numerics
+    record `record` (None: this process's)."""
 
-    def __init__(self, folder: os.PathLike | str):
-        self.folder = Path(folder)
-
-    def path(self, config: RunConfig) -> Path:
-        return self.folder / f"{key(config)}.json"
+    def __init__(self, folder: os.PathLike | str, record: dict | None = None):
+        self.folder, self.numerics = Path(folder), record or numerics.record()
 
     def get(self, config: RunConfig) -> dict | None:
         """The stored record, or None if there is none (or it belongs to another configuration)."""
         try:
-            record = json.loads(self.path(config).read_text())
-        except (OSError, ValueError):
+            record = json.loads((self.folder / f"{key(config, self.numerics)}.json").read_text())
+            stored = {k: v for k, v in record["config"].items() if k != "data_dir"}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
-        stored = record.get("config") if isinstance(record, dict) else None
-        if not isinstance(stored, dict) or {k: v for k, v in stored.items() if k != "data_dir"} != config.identity():
-            return None
-        return record
+        return record if stored == config.identity() else None
 
-    def put(self, config: RunConfig, record: dict) -> None:
+    def put(self, config: RunConfig, record: dict) -> dict:
+        """Store `record` under the key of the numerics it was computed with (its own); return it, keyed."""
+        record = {"key": key(config, record["numerics"]), **record}
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_text(self.path(config), json.dumps(record, indent=1) + "\n")
+        write_text(self.folder / f"{record['key']}.json", json.dumps(record, indent=1) + "\n")
+        return record
 
 
 def _work(config: RunConfig) -> float:
     # Rough cost of a run, for the ETA: multiply-adds per example times examples times epochs.
     h1, h2 = config.num_hiddens1, config.num_hiddens2
     return config.num_epochs * (config.train_size or 60000) * (num_inputs * h1 + h1 * h2 + h2 * num_outputs + 2e5)
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 def label(config: RunConfig) -> str:
@@ -83,34 +70,28 @@ def label(config: RunConfig) -> str:
             f"wd={config.wd:g} epochs={config.num_epochs} seed={config.seed}")
 
 
-class SweepProgress:
-    """Runs done out of the total and the ETA, on one line of stderr (a line per run when not a terminal)."""
+class Progress:
+    """Runs done of the total and the ETA (by work left): a tqdm bar on a terminal, else a line per run."""
 
     def __init__(self, total: int, done: int, work: float, enabled: bool = True, stream=None):
-        self.total, self.done, self.work_left = total, done, work
-        self.work_done, self.start, self.enabled = 0.0, time.perf_counter(), enabled
-        self.stream = stream or sys.stderr
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.total, self.done, self.enabled, self.stream = total, done, enabled, stream or sys.stderr
+        self.bar = tqdm(total=work, desc=f"{done}/{total} runs ", file=self.stream, mininterval=0, dynamic_ncols=True,
+                        bar_format="{desc}{bar:24} {elapsed}, ETA {remaining}",
+                        disable=not (enabled and self.stream.isatty()))
 
     def update(self, text: str, work: float) -> None:
-        self.done, self.work_done, self.work_left = self.done + 1, self.work_done + work, self.work_left - work
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.work_done * self.work_left if self.work_done else 0.0
-        width = 24
-        filled = round(width * self.done / self.total) if self.total else width
-        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs, "
-                f"{_clock(elapsed)} elapsed, ETA {_clock(eta)}  {text}")
-        self.stream.write(f"\r{line[:150]:<150}" if self.tty else line + "\n")
-        if self.tty and self.done == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
+        self.done += 1
+        if self.bar.disable and self.enabled:
+            print(f"{self.done}/{self.total} runs: {text}", file=self.stream, flush=True)
+        self.bar.set_description_str(f"{self.done}/{self.total} runs ", refresh=False)
+        self.bar.update(work)
 
     def note(self, text: str) -> None:
         """A line of its own (a failed run), above the bar."""
-        self.stream.write(f"\r{text:<150}\n" if self.tty else text + "\n")
-        self.stream.flush()
+        self.bar.write(text, file=self.stream)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 # Why a local worker's run ended without an answer: its process died, or its answer could not be read back.
@@ -124,98 +105,115 @@ class SweepFailed(UserError):
 def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/exercises",
           dataset: Dataset | None = None, jobs: int | None = 1, scheduler: str | None = None,
           progress: bool = True, after_run: Callable[[dict], None] | None = None) -> dict:
-    """Run every configuration not already in the cache; return `{key: record}` for all of them.
+    """Run every configuration not already in the cache; return `{config: record}` for all of them.
 
     Runs go to `jobs` worker processes on this machine (1, the default: this process, so a script needs no
-    `if __name__ == "__main__":` guard; None: one per core, as the command line does), or to the
-    Dask scheduler at `scheduler`; each record is stored as soon as it comes back, and `after_run(record)`
-    is called. The data is `dataset` if given (it must be the configurations' release), else the
-    configured release and folder; on Dask, each worker's own. A run whose worker dies is retried once;
-    runs that fail are reported, the others kept, and `SweepFailed` raised at the end.
+    `__main__` guard; None: one per core), or to the Dask scheduler at `scheduler`; `after_run(record)` is
+    called as each is stored. The data is `dataset` if given (jobs=1 only), else the configured release and
+    folder. A run whose worker dies is retried once; failures are reported and `SweepFailed` raised at the end.
     """
-    jobs = usable_cpus() if jobs is None else whole(jobs, "jobs")  # (None: the command line's default)
-    cache = RunCache(cache_dir)
-    configs = list({key(c): c for c in configs}.values())  # a configuration shared by two arms runs once
-    records = {key(c): cache.get(c) for c in configs}
-    # Longest first: on several workers the sweep then ends soonest (and the results do not depend on it).
-    todo = sorted((c for c in configs if records[key(c)] is None), key=_work, reverse=True)
-    bar = SweepProgress(len(configs), len(configs) - len(todo), sum(map(_work, todo)),
-                        enabled=progress and bool(todo))
-    if not todo:
-        return records
-    # The folder each release is read from (checked here, before any worker starts); on Dask, each worker's own.
-    wheres = {} if scheduler else {(c.data_release, c.data_dir): c for c in todo}  # one configuration of each
-    folders = {where: _dataset(dataset, c).source.folder for where, c in wheres.items()}
-    client, executor, capacity = _executor(jobs, scheduler, len(todo))
-    running, failures, attempts = {}, [], {}
+    jobs = numerics.usable_cpus() if jobs is None else whole(jobs, "jobs")  # (None: the command line's default)
+    configs = list(configs)
+    if dataset is not None and (scheduler or jobs > 1):
+        raise UserError("dataset= is trained on in this process only: leave out jobs= and scheduler=, or leave out "
+                        "dataset= (each worker then reads data_dir)")
+    if dataset is not None and {c.data_release for c in configs} - {dataset.source.data_release}:
+        raise UserError(f"the dataset passed in is the {dataset.source.data_release} release, but the configurations "
+                        f"ask for another; pass data_release='{dataset.source.data_release}'")
+    client, executor = (pool.dask_executor(scheduler) if scheduler else
+                        (None, pool.InlineExecutor() if jobs == 1 else pool.LocalPool(jobs)))
+    # When a local worker dies, every run in flight fails with it. Those beside others are suspects: run
+    # again alone, one at a time, without spending an attempt, so that a crash then is theirs. A crash alone
+    # spends an attempt, and the second fails the run.
+    running, suspects, failures, attempts, broken = {}, [], [], {}, False
 
     def failed(config: RunConfig, error: BaseException) -> None:
-        # A run's failure is reported in one line; a lost worker's run is tried once more.
         lost = isinstance(error, cf.BrokenExecutor) or type(error).__name__ == "KilledWorker"
-        again = lost and attempts[key(config)] < 2
+        attempts[config] = attempts.get(config, 0) + lost
+        again = lost and attempts[config] < 2
         reason = LOST if isinstance(error, cf.BrokenExecutor) else _one_line(error)
         bar.note(f"{label(config)}: {reason}" + ("; trying it once more" if again else ""))
         if again:
-            todo.insert(0, config)
+            (suspects if isinstance(error, cf.BrokenExecutor) else todo).insert(0, config)
         else:
             failures.append((config, reason))
 
-    broken = False  # the local pool lost a worker: its runs fail, and a new pool takes the ones retried
     try:
-        while todo or running:
+        cache = RunCache(cache_dir, _numerics(client, executor))
+        keys = {c: key(c, cache.numerics) for c in configs}
+        records = {k: cache.get(c) for c, k in keys.items()}
+        # Longest first: on several workers the sweep then ends soonest (and the results do not depend on it).
+        todo = sorted({k: c for c, k in keys.items() if records[k] is None}.values(), key=_work, reverse=True)
+        bar = Progress(len(records), len(records) - len(todo), sum(map(_work, todo)), enabled=progress and bool(todo))
+        capacity = len(todo) if scheduler else 1 if jobs == 1 else min(jobs, len(todo))
+        # The folder each release is read from, checked here before any run starts; on Dask, each worker's own.
+        datasets = {} if scheduler else {(r, d): dataset or load_dataset(d, r) for r, d in
+                                         {(c.data_release, c.data_dir) for c in todo}}
+        folders = {where: d.source.data_dir for where, d in datasets.items()}
+        pool.hold({(d.source.data_release, d.source.data_dir): d for d in datasets.values()} if jobs == 1 else {})
+        while todo or suspects or running:
             if broken and not running:
                 executor.kill()
-                executor, broken = pool.LocalPool(min(jobs, len(todo))), False
-            while todo and len(running) < capacity and not broken:
-                config = todo.pop(0)
-                attempts[key(config)] = attempts.get(key(config), 0) + 1
-                folder = folders.get((config.data_release, config.data_dir), config.data_dir)
+                executor, broken = pool.LocalPool(jobs), False
+            while (suspects or todo) and len(running) < (1 if suspects else capacity) and not broken:
+                queue = suspects or todo
+                config = queue.pop(0)
                 try:
+                    folder = folders.get((config.data_release, config.data_dir), config.data_dir)
                     running[executor.submit(pool.work, config.to_dict(), folder)] = config
                 except cf.BrokenExecutor:  # broken by a run that just failed: submitted again to the next pool
-                    attempts[key(config)] -= 1
-                    todo.insert(0, config)
+                    queue.insert(0, config)
                     broken = True
                 except OSError as e:  # a worker could not be started (EMFILE, ENOMEM, ...)
                     failures.append((config, f"cannot start a worker process: {_one_line(e)}"))
                     bar.note(f"{label(config)}: {failures[-1][1]}")
             if not running:
                 continue
-            done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+            done = cf.wait(list(running), return_when=cf.FIRST_COMPLETED).done
+            if any(isinstance(f.exception(), cf.BrokenExecutor) for f in done):
+                done |= cf.wait(list(running)).done  # every run in flight fails with the pool, at once
+                broken = True
+            lost = [f for f in done if isinstance(f.exception(), cf.BrokenExecutor)]
+            if len(lost) > 1:
+                bar.note(f"a worker process died with {len(lost)} runs in flight: they run again, one at a time")
             for future in done:
                 config = running.pop(future)
-                try:
-                    record = {"key": key(config), **future.result()}
-                except Exception as e:  # noqa: BLE001 - a run's failure is reported; the sweep goes on
-                    broken = broken or isinstance(e, cf.BrokenExecutor)
-                    failed(config, e)
-                    continue
-                cache.put(config, record)
-                records[key(config)] = record
-                bar.update(label(config), _work(config))
-                if after_run is not None:
-                    after_run(record)
+                if len(lost) > 1 and future in lost:
+                    suspects.append(config)
+                elif future.exception() is not None:
+                    failed(config, future.exception())
+                else:
+                    records[keys[config]] = cache.put(config, future.result())
+                    bar.update(label(config), _work(config))
+                    if after_run is not None:
+                        after_run(records[keys[config]])
+        bar.close()
     except BaseException:
         _stop(client, executor, kill=True)  # Ctrl-C: every worker stops now; finished runs are stored
         raise
     finally:
-        pool.release()  # this process's copies of the data, if it trained
+        pool.release()  # this process's copies of the data
     _stop(client, executor)
     if failures:
         config, reason = failures[0]
-        raise SweepFailed(f"{len(failures)} of {len(configs)} runs failed, e.g. {label(config)}: {reason}; "
-                          f"the other runs are stored in {cache_dir}, and the same command retries the failed ones")
-    return records
+        raise SweepFailed(f"{len(failures)} of {len(records)} runs failed, e.g. {label(config)}: {reason}; the "
+                          f"other runs are stored in {cache_dir}, and the same command retries the failed ones")
+    return {c: records[k] for c, k in keys.items()}
 
 
-def _executor(jobs: int, scheduler: str | None, todo: int) -> tuple:
-    # `(client, executor, how many runs to have in flight)`.
-    if scheduler is not None:
-        client, executor = pool.dask_executor(scheduler)
-        return client, executor, todo  # Dask queues them and balances its workers
-    if jobs == 1:
-        return None, pool.InlineExecutor(), 1
-    return None, pool.LocalPool(min(jobs, todo)), min(jobs, todo)
+def _numerics(client, executor) -> dict:
+    # The numerics record of the processes that will train the runs (theirs: threads differ from ours).
+    if client is None:
+        try:
+            return executor.submit(numerics.record).result()
+        except (OSError, cf.BrokenExecutor) as e:
+            raise UserError(f"cannot start a worker process: {_one_line(e)}") from None
+    records = client.run(numerics.record)
+    if len({json.dumps({k: v for k, v in r.items() if k != "processor"}, sort_keys=True)
+            for r in records.values()}) != 1:
+        raise UserError(f"the Dask workers must compute alike (the same installation and {numerics.MODE_VAR}), and "
+                        f"they do not (or there are none): {sorted(map(numerics.summary, records.values()))}")
+    return next(iter(records.values()))
 
 
 def _stop(client, executor, kill: bool = False) -> None:
@@ -228,16 +226,4 @@ def _stop(client, executor, kill: bool = False) -> None:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
-def _dataset(given: Dataset | None, config: RunConfig) -> Dataset:
-    # A dataset passed in is never silently swapped for another release: that is the caller's mistake.
-    if given is None:
-        return load_dataset(config.data_dir, config.data_release)
-    if given.source.release != config.data_release:
-        raise UserError(f"the dataset passed in is the {given.source.release} release, but the configurations "
-                         f"ask for the {config.data_release} release; pass data_release="
-                         f"'{given.source.release}'")
-    return given
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
