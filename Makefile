@@ -23,9 +23,10 @@ lint: setup-test
 notebook: setup-notebook
 	.venv/bin/python scripts/execute_notebook.py notebooks/dropout.ipynb
 
-# Open the notebook in JupyterLab; its kernel is .venv's Python.
+# Open the notebook in JupyterLab, ready to run: on .venv's kernel "dropout-gluon", with no first-run prompt, as a
+# working copy, runs/lab/dropout.ipynb (made once; delete it for a fresh one), so notebooks/ stays as committed.
 lab: setup-notebook
-	.venv/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/dropout.ipynb
+	.venv/bin/python scripts/lab.py
 
 # Seconds per epoch side by side (book's DataLoader, default path, PyTorch, GEMM floor), peak memory and a
 # scaling table: about 5-7 minutes on 2 cores (ARGS="--quick": 2-4). Installs the CPU build of torch first.

@@ -105,3 +105,12 @@ if ! "$venv/bin/python" -m dropout_gluon data status >/dev/null 2>&1; then
   fi
   "$venv/bin/python" -m dropout_gluon data fetch
 fi
+
+# 3. With the extra test: a browser for tests/test_lab.py, Debian's Chromium (playwright drives it: no download).
+if [ "$extras" = test ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  say "installing Debian's package chromium, the browser of the notebook's test in JupyterLab"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; } \
+    >/dev/null 2>&1 || say "could not install chromium with apt-get: tests/test_lab.py will skip (fail under CI)"
+fi
