@@ -73,7 +73,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   [ -f "constraints/py$version.txt" ] && constraints=(-c "constraints/py$version.txt")
   say "installing mxnet 1.9.1, numpy, matplotlib${extras:+ and the extras $extras} on Python $version (about a minute)"
   # (setuptools warns about every editable install and pip about this machine's unused local index
-  # folders, and on 3.13 about MXNet's numpy < 2, which is the point: noise, hence PYTHONWARNINGS and the filter)
+  # folders, and from 3.12 on about MXNet's numpy < 2, which is the point: noise, hence PYTHONWARNINGS and the filter)
   pip_install() {
     if ! PYTHONWARNINGS=ignore "$venv/bin/python" -m pip install --quiet "$@" 2>&1 \
         | { grep -v -e "is ignored: it is neither a file nor a directory" -e "mxnet 1.9.1 requires numpy<2" \
@@ -82,11 +82,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     fi
   }
   pip_install --upgrade pip
-  if [ "$version" = 3.13 ]; then  # MXNet's metadata asks for numpy < 2, which has no wheels for 3.13: it goes in
-    # without its dependencies, after numpy (pyproject.toml names MXNet's other two for 3.13)
+  case "$version" in 3.1[23])  # MXNet's metadata asks for numpy < 2: from 3.12 on it goes in without its
+    # dependencies, after numpy (pyproject.toml says why, and names requests, the one it imports)
     pip_install "${constraints[@]}" numpy
-    pip_install --no-deps mxnet==1.9.1
-  fi
+    pip_install --no-deps mxnet==1.9.1 ;;
+  esac
   pip_install "${constraints[@]}" -e ".${extras:+[$extras]}"
   # d2l 1.0.3 pins numpy 1.23.5, pandas 2.0.3, scipy 1.10.1 and matplotlib 3.7.2, none built for 3.12+: there
   # it goes in without them (what it imports, pandas, IPython, matplotlib and requests, the extra brings).

@@ -16,8 +16,9 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 NOTEBOOK_ONLY = {"jupyterlab", "pandas", "ipykernel", "d2l", "notebook", "jupyter"}
-# Installed by scripts/setup.sh without their dependencies, whose pins have no wheels for this Python (pyproject.toml).
-NO_DEPS = {"d2l", "mxnet"} if sys.version_info >= (3, 13) else {"d2l"} if sys.version_info >= (3, 12) else set()
+# Installed by scripts/setup.sh without their dependencies, whose pins would hold numpy below what this Python's
+# numpy may be (pyproject.toml).
+NO_DEPS = {"d2l", "mxnet"} if sys.version_info >= (3, 12) else set()
 
 
 def canonical(name: str) -> str:
