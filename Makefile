@@ -35,8 +35,9 @@ bench: setup
 	.venv/bin/python -m benchmarks.epoch $(ARGS)
 
 # The chapter's four exercises over 3 seeds, in portable numerics: the one way to regenerate the committed
-# docs/exercises/*.md and *.png (16-36 min on 2 cores; resumable: finished runs are kept in runs/exercises).
+# dropout_gluon/exercises/results/*.md and *.png, shipped inside the package so every install has the answers
+# (16-36 min on 2 cores; resumable: finished runs are kept in runs/exercises).
 # A quick look writes under runs/ instead: .venv/bin/python -m dropout_gluon exercise all --quick
 exercises: setup
-	@echo "make exercises: the default sweep, rewriting the committed results in docs/exercises/"
-	.venv/bin/python -m dropout_gluon exercise all --out docs/exercises $(ARGS)
+	@echo "make exercises: the default sweep, rewriting the committed results in dropout_gluon/exercises/results/"
+	.venv/bin/python -m dropout_gluon exercise all --out dropout_gluon/exercises/results $(ARGS)

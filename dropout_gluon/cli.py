@@ -80,8 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     exercise.add_argument("--epochs", type=int, help="epochs per run (default: per exercise, "
                           + ", ".join(f"{k} {v}" for k, v in exercises.DEFAULT_EPOCHS.items()) + ")")
     exercise.add_argument("--model", choices=["gluon", "scratch"], default="gluon")
-    exercise.add_argument("--out", default="runs/exercises", help="folder for the tables and plots (docs/exercises, "
-                                                                  "the committed ones: only 'make exercises')")
+    exercise.add_argument("--out", default="runs/exercises", help="folder for the tables and plots "
+                          "(dropout_gluon/exercises/results, the committed ones: only 'make exercises')")
     exercise.add_argument("--cache", default="runs/exercises", help="folder of finished runs (reused on a rerun)")
     exercise.add_argument("--jobs", type=int, help="worker processes on this machine (default: one per core; 1: "
                                                    "this process)")

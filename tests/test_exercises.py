@@ -8,14 +8,15 @@
   of Gluon's `wd`; a sweep's run is exactly `train_gluon`'s;
 - plans, keys and bad input; the progress line; summaries over seeds; the command line;
 - a quick sweep in a clean clone leaves git status clean (it writes under runs/), and is refused in
-  docs/exercises, the committed results (issue 16, finding 1); a sweep from Python trains in its own
-  process unless asked for workers; repeated or negative seeds are refused.
+  the committed results, the folder `make exercises` writes (issue 16, finding 1); a sweep from Python
+  trains in its own process unless asked for workers; repeated or negative seeds are refused.
 """
 from __future__ import annotations
 
 import dataclasses
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -266,7 +267,7 @@ def test_summarize_over_seeds():
 
 def test_a_quick_sweep_leaves_the_committed_results_alone(tmp_path, real_data):
     # In a clean clone, as a newcomer would: `exercise swap --quick` writes under runs/ (ignored by git), and
-    # pointed at docs/exercises it is refused before any training.
+    # pointed where `make exercises` writes, the committed results, it is refused before any training.
     root = Path(__file__).resolve().parents[1]
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
@@ -276,11 +277,13 @@ def test_a_quick_sweep_leaves_the_committed_results_alone(tmp_path, real_data):
     assert (clone / "runs" / "exercises" / "swap.md").is_file()
     assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True,
                           check=True).stdout == ""
-    committed = (root / "docs" / "exercises" / "swap.md").read_text()
-    refused = subprocess.run(command + ["--out", str(root / "docs" / "exercises"), "--cache", str(tmp_path / "c")],
+    (out,) = re.findall(r"exercise all --out (\S+)", (root / "Makefile").read_text())
+    assert root / out == exercises.COMMITTED  # the folder make exercises writes is the one the package reads
+    committed = (clone / out / "swap.md").read_text()
+    refused = subprocess.run(command + ["--out", out, "--cache", str(tmp_path / "c")], cwd=clone,
                              capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "committed results" in refused.stderr and refused.stderr.count("\n") == 1
-    assert (root / "docs" / "exercises" / "swap.md").read_text() == committed and not (tmp_path / "c").exists()
+    assert (clone / out / "swap.md").read_text() == committed and not (tmp_path / "c").exists()
 
 
 def test_a_sweep_from_python_trains_in_this_process_by_default(tmp_path, real_dataset):

@@ -182,7 +182,7 @@ def test_the_simulated_machines_compute_differently_where_nothing_is_pinned(real
 @pytest.mark.skipif(not X86_AVX, reason="portable numerics need an x86-64 processor with AVX")
 @pytest.mark.parametrize("name", ["AVX only, 1 core", "AVX2 and FMA (Zen), 2 cores"])
 def test_the_quick_exercise_gives_the_golden_table_on_simulated_machines(name, tmp_path, real_data):
-    # As `make exercises` reproduces docs/exercises/: tests/golden/quick_swap.md was written in portable mode.
+    # As `make exercises` reproduces its committed results: tests/golden/quick_swap.md was written in portable mode.
     result = run_on(MACHINES[name], ["-m", "dropout_gluon", "exercise", "swap", "--quick", "--no-progress",
                                      "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
     assert result.returncode == 0, result.stderr

@@ -1,7 +1,8 @@
 """The chapter's four exercises, answered by experiments: every configuration over several seeds.
 
 `plan` says what an exercise trains, `sweep` trains it (resumably), `report` summarises it into a table
-and a plot. On the command line: `dropout-gluon exercise NAME|all`.
+and a plot. On the command line: `dropout-gluon exercise NAME|all`. `COMMITTED` is the folder of the default
+sweep's tables and plots, `<name>.md` and `<name>.png`, in every install.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .pool import train_run
 from .report import ExerciseResult, report, summarize
 from .sweep import RunCache, SweepFailed, key, sweep
 
-__all__ = ["DEFAULT_EPOCHS", "DEFAULT_SEEDS", "EXERCISES", "QUICK", "ExerciseResult", "Plan", "RunCache",
+__all__ = ["COMMITTED", "DEFAULT_EPOCHS", "DEFAULT_SEEDS", "EXERCISES", "QUICK", "ExerciseResult", "Plan", "RunCache",
            "SweepFailed", "key", "plan", "report", "run_all", "run_exercise", "summarize", "sweep", "train_run"]
 
 
@@ -38,7 +39,8 @@ def run_all(names=EXERCISES, *, quick: bool = False, seeds=None, epochs: int | N
     return {p.name: report(p, records, out_dir) for p in plans}
 
 
-COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "exercises"  # the repository's committed results
+# The default sweep's tables and plots (`make exercises`), shipped with the package so that any install has them.
+COMMITTED = Path(__file__).resolve().parent / "results"
 
 
 def check_out_dir(out_dir, plans: list) -> None:
