@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import required
+from notebook_checks import KERNEL_CELL, check_images, check_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package chromium (scripts/setup.sh test installs it)
@@ -35,27 +36,8 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's package chromium (scripts/setup
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 RUN_TIMEOUT = 900  # seconds for Run All in fast mode: about 4 minutes on 2 busy cores
-KERNEL_CELL = "import sys\nprint('kernel python:', sys.executable)"
 
-# Every figure the notebook draws: the cell (how its code begins) and the figure's name. One image each.
-FIGURES = {
-    "h = nd.arange(1, 9)": "the mean of h' is h, and a unit survives with probability 1 - p",
-    "p = 0.5": "the book's MLP before and after dropout, from a real mask",
-    'curves = LiveCurves("from scratch"': "live training curves, from scratch",
-    "trainer = gluon.Trainer(": "live training curves, Gluon",
-    'runs = {"from scratch"': "the two models side by side",
-    "X, y = next(iter(test_iter))": "the Gluon model's predictions",
-    'quick_exercise("swap")': "exercise 1, swapped drop probabilities: quick run",
-    'full_sweep("swap")': "exercise 1, swapped drop probabilities: full sweep",
-    'quick_exercise("epochs")': "exercise 2, more epochs: quick run",
-    'full_sweep("epochs")': "exercise 2, more epochs: full sweep",
-    'quick_exercise("width")': "exercise 3, wider model: quick run",
-    'full_sweep("width")': "exercise 3, wider model: full sweep",
-    'quick_exercise("weight-decay")': "exercise 4, weight decay: quick run",
-    'full_sweep("weight-decay")': "exercise 4, weight decay: full sweep",
-}
 UIS = ("lab/tree", "notebooks")  # where the server shows a notebook: JupyterLab, and Notebook 7 (its "Notebook" button)
-LIVE = ('curves = LiveCurves("from scratch"', "trainer = gluon.Trainer(")  # redraw one figure after each epoch
 
 
 def load_lab():
@@ -224,7 +206,7 @@ def run_all(browser, lab: Lab, name: str, ui: str, screenshot: Path) -> list[str
             problems.append(f"Run All did not finish in {RUN_TIMEOUT} s (code cells still queued: {running})")
         print(f"{name}: Run All took {time.monotonic() - started:.0f} s")
         problems += dialogs(page)
-        problems += check_images(page, nbformat.read(lab.folder / name, as_version=4))
+        problems += check_images(nbformat.read(lab.folder / name, as_version=4), images_on(page))
 
         saved = (lab.folder / name).stat().st_mtime_ns
         page.click(".lm-MenuBar-item:has-text('File')")
@@ -250,59 +232,9 @@ def wait(page, condition, seconds: float, failure: str | None = None) -> bool:
     return True
 
 
-def describe(nb, index: int) -> str:
-    """How a message names a cell: its place in the notebook and its first line."""
-    return f"cell {index + 1} of {len(nb.cells)} (`{nb.cells[index].source.splitlines()[0][:60]}`)"
-
-
-def figure_of(source: str) -> str | None:
-    return next((start for start in FIGURES if source.startswith(start)), None)
-
-
-def check_images(page, nb) -> list[str]:
-    """The images on the page, cell by cell, against FIGURES; the notebook gives the cells' code."""
-    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
-    shown = page.evaluate(DOM_CELLS)
-    if len(shown) != len(code):
-        return [f"the page shows {len(shown)} code cells, the notebook has {len(code)}"]
-    problems, found = [], set()
-    for index, cell in zip(code, shown):
-        start = figure_of(nb.cells[index].source)
-        found.add(start)
-        want = 1 if start else 0
-        if cell["images"] != want:
-            what = f"{FIGURES[start]}: " if start else ""
-            per_epoch = " (one per epoch, not one updated figure)" if start in LIVE and cell["images"] > 1 else ""
-            problems.append(f"{describe(nb, index)} shows {cell['images']} images, {what}expected {want}{per_epoch}")
-    problems += [f"no cell draws {FIGURES[start]} (`{start}`)" for start in FIGURES if start not in found]
-    return problems
-
-
-def check_notebook(nb) -> list[str]:
-    """The problems in a notebook saved by Lab after Run All: cells that failed or did not run, live plots that
-    were not updated in place, a kernel on another interpreter."""
-    problems, not_run = [], []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        for out in cell.outputs:
-            if out.output_type == "error":
-                problems.append(f"{describe(nb, index)} failed: {out.ename}: {out.evalue}")
-        if cell.execution_count is None:
-            not_run.append(index)
-        if figure_of(cell.source) in LIVE and cell.execution_count is not None:
-            images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
-            epochs = "".join(out.text for out in cell.outputs if out.output_type == "stream").count("epoch ")
-            if len(images) != 1 or epochs < 2:
-                problems.append(f"{describe(nb, index)}: {len(images)} saved figures for {epochs} epochs, expected "
-                                f"one figure updated after each epoch")
-    if not_run:
-        problems.append(f"{len(not_run)} code cells did not run, the first {describe(nb, not_run[0])}")
-    last = nb.cells[-1]
-    printed = "".join(out.get("text", "") for out in last.outputs) if last.source == KERNEL_CELL else None
-    if last.get("execution_count") and printed is not None and printed != f"kernel python: {sys.executable}\n":
-        problems.append(f"the kernel is not this environment's Python ({sys.executable}): it printed {printed!r}")
-    return problems
+def images_on(page) -> list[int]:
+    """How many images each code cell shows on the page."""
+    return [cell["images"] for cell in page.evaluate(DOM_CELLS)]
 
 
 @pytest.mark.realdata
@@ -318,15 +250,15 @@ def test_the_notebook_runs(lab, browser, tmp_path, ui):
 
 @pytest.mark.realdata
 def test_a_broken_cell_is_named(lab, browser, tmp_path):
-    fresh_copy(lab.folder, "broken.ipynb", broken_at=3)  # after the imports: Run All stops there
+    fresh_copy(lab.folder, "broken.ipynb", broken_at=4)  # after the imports: Run All stops there
     seen = run_all(browser, lab, "broken.ipynb", "lab/tree", tmp_path / "broken.png")
     problems = check_notebook(nbformat.read(lab.folder / "broken.ipynb", as_version=4)) + seen
     assert problems[:2] == [  # Run All stops at the failing cell: the next code cell is the first not run
-        'cell 4 of 53 (`raise RuntimeError("a deliberately broken cell")`) failed: RuntimeError: a deliberately '
+        'cell 5 of 54 (`raise RuntimeError("a deliberately broken cell")`) failed: RuntimeError: a deliberately '
         'broken cell',
-        "31 code cells did not run, the first cell 6 of 53 (`h = nd.arange(1, 9).reshape((1, 8))  # a fixed hidden "
+        "31 code cells did not run, the first cell 7 of 54 (`h = nd.arange(1, 9).reshape((1, 8))  # a fixed hidden "
         "layer `)"], "\n".join(problems)
-    assert "cell 6 of 53 (`h = nd.arange(1, 9).reshape((1, 8))  # a fixed hidden layer `) shows 0 images" in problems[2]
+    assert "cell 7 of 54 (`h = nd.arange(1, 9).reshape((1, 8))  # a fixed hidden layer `) shows 0 images" in problems[2]
 
 
 @pytest.mark.realdata

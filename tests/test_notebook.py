@@ -2,8 +2,8 @@
 
 - `make notebook`'s executor (scripts/execute_notebook.py) runs a notebook on this project's interpreter and writes
   it only if every cell succeeds; the whole notebook runs in tests/test_lab.py, in JupyterLab and Notebook 7;
-- the committed copy holds a full run and shows the package's current code; it was run in portable numerics
-  (its Gluon lines are make run's golden ones).
+- the committed copy holds a full run and shows the package's current code; it was run in portable numerics, and
+  both models' training lines are make run's golden ones (the README's).
 """
 from __future__ import annotations
 
@@ -71,13 +71,17 @@ def test_committed_notebook_has_a_full_run_and_shows_the_current_code():
         assert inspect.getsource(obj).strip() in shown, f"{obj.__name__} changed: run `make notebook`"
 
 
-def test_committed_notebook_was_run_in_portable_numerics():
-    # Its saved outputs are what `make notebook` prints on any x86-64 processor with AVX: the Gluon model's
+def test_committed_notebook_prints_the_readmes_digits():
+    # Its saved outputs are what `make notebook` prints on any x86-64 processor with AVX: each model's training
     # lines are make run's (the same configuration and seed), as tests/golden/make_run.json holds them.
     import json
 
-    text = "".join(outputs(nbformat.read(NOTEBOOK, as_version=4), "stream"))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    text = "".join(outputs(nb, "stream"))
     assert "numerics portable: OpenBLAS Sandybridge, oneDNN off, 1 thread per operator" in text
-    golden = json.loads((ROOT / "tests" / "golden" / "make_run.json").read_text())["epochs"]["gluon"]
-    for epoch, loss, train_acc, test_acc in golden:
-        assert f"epoch {epoch}, loss {loss:.4f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}" in text
+    golden = json.loads((ROOT / "tests" / "golden" / "make_run.json").read_text())["epochs"]
+    for model, start in (("scratch", 'curves = LiveCurves("from scratch"'), ("gluon", "trainer = gluon.Trainer(")):
+        cell = next(cell for cell in nb.cells if cell.cell_type == "code" and cell.source.startswith(start))
+        printed = [line for out in cell.outputs if out.output_type == "stream" for line in out.text.splitlines()]
+        assert printed == [f"epoch {epoch}, loss {loss:.4f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}"
+                           for epoch, loss, train_acc, test_acc in golden[model]], model
