@@ -2,6 +2,7 @@
 
 pooch downloads a file, retrying, and checks it against its published .gz hash before naming it (the
 temporary name below); `verify` then checks what it decompresses to, and only then is it given its own name.
+Each download says so in one line on stderr, with a progress bar where a person watches (a terminal, Jupyter).
 """
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequen
     errors = []
     try:
         for base in mirrors(release) if urls is None else urls:
-            got = _fetch(pooch, base + name + ".gz", name, dest, release, retries, timeout)
+            url = base + name + ".gz"
+            print(f"downloading {name}.gz of the {release} release from {url} into {dest}", file=sys.stderr, flush=True)
+            got = _fetch(pooch, url, name, dest, release, retries, timeout)
             if isinstance(got, Path):
                 return got
             errors.append(got)
@@ -74,7 +77,9 @@ def _fetch(pooch, url: str, name: str, dest: Path, release: str, retries: int, t
     fetcher = pooch.create(dest, url, registry={part.name: f"{algorithm}:{known}"}, urls={part.name: url},
                            retry_if_failed=retries - 1)
     try:
-        fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=timeout))
+        # A bar where a person watches: a terminal, or a Jupyter kernel (whose stderr is no terminal).
+        watched = sys.stderr.isatty() or "ipykernel" in sys.modules
+        fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=watched, timeout=timeout))
         got = verify(part, name)[0]
         if got != release:
             raise DataError(f"it is the {got} release's file, not the {release} release's")
