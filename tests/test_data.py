@@ -8,7 +8,8 @@
 - downloads: each release from its own mirror, into its own folder, only what is missing; a corrupt file,
   the wrong release or a dead server leave nothing (an HTTP server on 127.0.0.1); with no copy anywhere, the
   final release from its published URLs (a proxy standing in for Zalando's mirror, serving its real files)
-  into the host's cache, once, each file announced on stderr, with a bar in a Jupyter kernel;
+  into the host's cache, once, each file announced on stderr, with a bar in a Jupyter kernel; two processes
+  downloading into one folder at once both succeed (issue 28, finding 10);
 - the iterators against the book's `ToTensor`; a sweep worker's one float32 copy of the images; every
   history names the release it came from;
 - `data verify` hashes every file again, `data fetch` downloads into the folder chosen and never into a
@@ -21,8 +22,10 @@ import gzip
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import types
@@ -475,6 +478,42 @@ def test_the_published_final_release_downloads_and_verifies(zalandos_files, real
     assert dataset.source == fm.Source("final", str(data.download_dir("final")))
     for got, expected in zip(dataset.arrays, real_dataset.arrays):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_two_processes_downloading_into_one_folder_both_succeed(zalandos_files, tmp_path):
+    # Issue 28, finding 10: the downloads shared one temporary name, so one process's cleanup could delete the
+    # other's file. The proxy answers each file only once both have asked for it: the downloads overlap.
+    dest = tmp_path / "data"
+    with mirror.serving(zalandos_files, together=2) as (proxy, requested):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
+                                                            os.environ.get("PYTHONPATH", "")]),
+               "http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""}
+        command = [sys.executable, "-m", "dropout_gluon", "data", "fetch", "--data-dir", str(dest)]
+        fetches = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                   for _ in range(2)]
+        ended = [(fetch.communicate(timeout=600), fetch.returncode) for fetch in fetches]
+    for (out, err), status in ended:
+        assert status == 0, err
+        assert f"* {dest}: the final release, all four files verified" in out
+    assert sorted(requested) == sorted(2 * [ZALANDO + name + ".gz" for name in fm.NAMES])  # each, by both
+    assert _leftovers(dest) == sorted(name + ".gz" for name in fm.NAMES)  # and no temporary file
+    fm.clear_cache()
+    assert data.load_dataset(dest).source == fm.Source("final", str(dest))
+
+
+def test_a_failed_download_leaves_what_another_process_wrote(tmp_path, monkeypatch):
+    # The folders a failed download made are removed only if empty: another process may have downloaded there.
+    dest = tmp_path / "new" / "dest"
+
+    def another_process_then_fail(pooch, url, name, dest, *args):
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "t10k-images-idx3-ubyte.gz").write_bytes(b"theirs")
+        return f"{url}: Connection refused"
+
+    monkeypatch.setattr(download, "_fetch", another_process_then_fail)
+    with pytest.raises(fm.DataError, match="Connection refused"):
+        download.fetch(NAME, dest, urls=["http://127.0.0.1:9/"])
+    assert _leftovers(dest) == ["t10k-images-idx3-ubyte.gz"]
 
 
 # ------------------------------------------------------------------------------------------- the iterators
