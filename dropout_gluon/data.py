@@ -1,5 +1,7 @@
 """The book's `load_data_fashion_mnist`: find a verified release (`load_dataset`), batch it as Gluon would.
 
+The search: MXNet's folder, each of $XDG_DATA_DIRS (Debian's package), the download cache; else a download.
+
 And wrappers of a data iterator: its batches on another device, a progress bar over them.
 """
 from __future__ import annotations
@@ -18,8 +20,6 @@ from .download import fetch_release
 from .errors import UserError
 from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, FIX, DataError, Dataset, Source, check_release, open_folder
 
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian/Ubuntu: apt-get install dataset-fashion-mnist
-
 
 def mxnet_dir() -> Path:
     """Where Gluon keeps Fashion-MNIST (the first release): $MXNET_HOME/datasets/fashion-mnist."""
@@ -27,16 +27,29 @@ def mxnet_dir() -> Path:
     return Path(home) / "datasets" / "fashion-mnist"
 
 
+def system_dirs() -> list:
+    """datasets/fashion-mnist in each folder of $XDG_DATA_DIRS: where Debian's dataset-fashion-mnist puts it."""
+    # The XDG base directory spec: unset or empty means /usr/local/share:/usr/share; relative entries are ignored.
+    shared = os.environ.get("XDG_DATA_DIRS") or "/usr/local/share:/usr/share"
+    return [Path(d) / "datasets" / "fashion-mnist" for d in shared.split(":") if os.path.isabs(d)]
+
+
 def download_dir(release: str) -> Path:
     """Where a download of `release` goes."""
     # The first release goes where Gluon's FashionMNIST keeps the very same files, so the two share one
-    # copy; the final release gets a folder of its own beside it, so the releases never meet in a folder.
-    return mxnet_dir() if release == "first" else mxnet_dir().with_name("fashion-mnist-final")
+    # copy; the final release goes into the host's cache folder ($XDG_CACHE_HOME or ~/.cache on Linux,
+    # ~/Library/Caches on macOS), so the releases never meet in a folder.
+    if release == "first":
+        return mxnet_dir()
+    import pooch
+
+    return pooch.os_cache("dropout-gluon") / "fashion-mnist-final"
 
 
 def default_dirs() -> list:
-    """The folders the default search looks in, in order: MXNet's, Debian's, then the final release's downloads."""
-    return list(dict.fromkeys([mxnet_dir(), DEBIAN_DIR, download_dir("final")]))
+    """The folders the default search looks in, in order: MXNet's, $XDG_DATA_DIRS' (Debian's), then the final
+    release's downloads."""
+    return list(dict.fromkeys([mxnet_dir(), *system_dirs(), download_dir("final")]))
 
 
 def chosen_dir(data_dir=None) -> tuple | None:

@@ -1,12 +1,14 @@
 """Downloading a release of Fashion-MNIST, each file verified twice before it gets its name.
 
 pooch downloads a file, retrying, and checks it against its published .gz hash before naming it (the
-temporary name below); `verify` then checks what it decompresses to, and only then is it given its own name.
+temporary name below, one per process); `verify` then checks what it decompresses to, and only then is it given
+its own name.
+Each download says so in one line on stderr, with a progress bar where a person watches (a terminal, Jupyter).
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -54,14 +56,18 @@ def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequen
     errors = []
     try:
         for base in mirrors(release) if urls is None else urls:
-            got = _fetch(pooch, base + name + ".gz", name, dest, release, retries, timeout)
+            url = base + name + ".gz"
+            print(f"downloading {name}.gz of the {release} release from {url} into {dest}", file=sys.stderr, flush=True)
+            got = _fetch(pooch, url, name, dest, release, retries, timeout)
             if isinstance(got, Path):
                 return got
             errors.append(got)
     finally:
         logger.setLevel(level)
     if made is not None:  # a failed download leaves no folder behind (`data status` would call it empty)
-        shutil.rmtree(made, ignore_errors=True)
+        for folder in [dest, *dest.parents][:len(dest.parts) - len(made.parts) + 1]:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: another process may be downloading into it
     raise DataError(f"could not download the {release} release's {name} ({errors[-1] if errors else 'no mirror'})")
 
 
@@ -69,12 +75,15 @@ def _fetch(pooch, url: str, name: str, dest: Path, release: str, retries: int, t
     # The downloaded file's path, or why this mirror failed.
     import requests
 
-    spec, part = fashion_mnist.FILES[release][name], dest / f".{name}.gz.part"
+    # A temporary name of this process's own: another one downloading into the same folder has its own.
+    spec, part = fashion_mnist.FILES[release][name], dest / f".{name}.gz.{os.getpid()}.part"
     algorithm, known = ("md5", spec.gz_md5) if release == "final" else ("sha1", spec.gz_sha1)  # as published
     fetcher = pooch.create(dest, url, registry={part.name: f"{algorithm}:{known}"}, urls={part.name: url},
                            retry_if_failed=retries - 1)
     try:
-        fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=timeout))
+        # A bar where a person watches: a terminal, or a Jupyter kernel (whose stderr is no terminal).
+        watched = sys.stderr.isatty() or "ipykernel" in sys.modules
+        fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=watched, timeout=timeout))
         got = verify(part, name)[0]
         if got != release:
             raise DataError(f"it is the {got} release's file, not the {release} release's")

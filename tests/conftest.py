@@ -15,6 +15,7 @@ from dropout_gluon import fashion_mnist as fm
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CHAPTER = SHARED / "chapter" / "dropout.md"
 FIRST_RELEASE = SHARED / "data" / "first-release"
+DEBIAN = "share/datasets/fashion-mnist"  # under `isolated_dirs`: where the search looks for Debian's copy
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -34,10 +35,11 @@ def write_idx(path: Path, array: np.ndarray) -> fm.FileSpec:
 
 @pytest.fixture
 def isolated_dirs(tmp_path, monkeypatch):
-    """Point every place the loader searches at empty folders under tmp_path."""
+    """Point every place the loader searches at empty folders under tmp_path (Debian's: tmp_path / DEBIAN)."""
     monkeypatch.delenv(fm.ENV_VAR, raising=False)
     monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet_home"))
-    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setenv("XDG_DATA_DIRS", str(tmp_path / "share"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path
 
 

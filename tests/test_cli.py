@@ -34,11 +34,10 @@ from mxnet import nd
 from dropout_gluon.data import BatchProgress, DataIter
 from dropout_gluon.fashion_mnist import ENV_VAR
 
-# Runs the CLI with the system's data folders pointed elsewhere, so "no data" can be tested on a machine
-# that has it (the subprocess cannot see pytest's monkeypatch).
-ISOLATED = ("import pathlib, sys; import dropout_gluon.data as d, dropout_gluon.download as dl; "
-            "d.DEBIAN_DIR = pathlib.Path(sys.argv[1]); dl.mirrors = lambda release: []; "
-            "from dropout_gluon.cli import main; sys.exit(main(sys.argv[2:]))")
+# Runs the CLI with no mirror to download from (with `cli(isolated=...)`, which points the data folders
+# elsewhere, "no data" can be tested on a machine that has it).
+ISOLATED = ("import sys; import dropout_gluon.download as dl; dl.mirrors = lambda release: []; "
+            "from dropout_gluon.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 # This checkout's package, whatever the command's working folder
@@ -47,11 +46,12 @@ PACKAGE_ENV = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os
 
 def cli(*args, isolated=None, cwd=None, **env) -> subprocess.CompletedProcess:
     """Run `dropout-gluon args` in `cwd` with `env` added to the environment; `isolated`: a folder that stands in
-    for MXNet's home and Debian's folder, with no download."""
+    for MXNet's home, $XDG_DATA_DIRS (Debian's folder) and the cache, with no download."""
     command = [sys.executable, "-m", "dropout_gluon"]
     if isolated:
-        command = [sys.executable, "-c", ISOLATED, str(isolated)]
-        env = {"MXNET_HOME": str(isolated), ENV_VAR: "", **env}
+        command = [sys.executable, "-c", ISOLATED]
+        env = {"MXNET_HOME": str(isolated), "XDG_DATA_DIRS": str(isolated), "XDG_CACHE_HOME": str(isolated),
+               ENV_VAR: "", **env}
     return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, check=False, cwd=cwd,
                           env={**os.environ, **PACKAGE_ENV, **env})
 
@@ -227,6 +227,17 @@ def test_missing_data(tmp_path):
     assert result.returncode == 2 and not (tmp_path / "runs").exists()
 
 
+def test_data_status_shows_every_folder_searched(tmp_path):
+    # MXNet's folder, each of $XDG_DATA_DIRS (Debian's), then the cache the final release is downloaded into.
+    result = cli("data", "status", isolated=tmp_path / "mx", XDG_DATA_DIRS=f"{tmp_path / 'a'}:{tmp_path / 'b'}",
+                 XDG_CACHE_HOME=str(tmp_path / "cache"))
+    assert_one_line_error(result, "no folder holds Fashion-MNIST's final release whole")
+    folders = [tmp_path / "mx", tmp_path / "a", tmp_path / "b"]
+    assert result.stdout.splitlines()[1:] == [f"    {folder / 'datasets' / 'fashion-mnist'} does not exist"
+                                              for folder in folders] + [
+        f"    {tmp_path / 'cache' / 'dropout-gluon' / 'fashion-mnist-final'} does not exist"]
+
+
 def _folder(tmp_path, case, first_release_labels, real_folder=None):
     folder = tmp_path / case
     if case == "missing":
@@ -272,6 +283,10 @@ def test_a_mixed_chosen_folder_is_refused(tmp_path, first_release_labels, real_d
 def test_the_first_release_where_only_the_final_is_there(tmp_path, real_data):
     result = cli("train", "--data-release", "first", "--out", tmp_path / "out", MXNET_HOME=str(tmp_path / "mx"),
                  MXNET_GLUON_REPO="http://127.0.0.1:9/")  # nothing listens there: the download fails at once
+    announced, result.stderr = result.stderr.split("\n", 1)  # the download says what it tries, then the error
+    assert announced == (f"downloading train-images-idx3-ubyte.gz of the first release from http://127.0.0.1:9/gluon/"
+                         f"dataset/fashion-mnist/train-images-idx3-ubyte.gz into {tmp_path / 'mx' / 'datasets'}"
+                         f"/fashion-mnist")
     assert_one_line_error(result, "no folder holds Fashion-MNIST's first release whole",
                           "holds the final release (2017-08-31)", "--data-release first")
     assert not (tmp_path / "out").exists()

@@ -3,9 +3,13 @@
 - the IDX reader (gzip and raw, truncated, wrong magic, short header);
 - which release a file is: by payload SHA-256 (re-gzipped copies) or the published .gz hashes;
 - a data set is four files of one release from one folder: complete, partial, mixed, corrupt and
-  other-release folders, chosen (strict, one-line errors) or found by the default search, in its order;
+  other-release folders, chosen (strict, one-line errors) or found by the default search, in its order
+  (Debian's folder through $XDG_DATA_DIRS);
 - downloads: each release from its own mirror, into its own folder, only what is missing; a corrupt file,
-  the wrong release or a dead server leave nothing (an HTTP server on 127.0.0.1);
+  the wrong release or a dead server leave nothing (an HTTP server on 127.0.0.1); with no copy anywhere, the
+  final release from its published URLs (a proxy standing in for Zalando's mirror, serving its real files)
+  into the host's cache, once, each file announced on stderr, with a bar in a Jupyter kernel; two processes
+  downloading into one folder at once both succeed (issue 28, finding 10);
 - the iterators against the book's `ToTensor`; a sweep worker's one float32 copy of the images; every
   history names the release it came from;
 - `data verify` hashes every file again, `data fetch` downloads into the folder chosen and never into a
@@ -18,13 +22,19 @@ import gzip
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
+import types
+from pathlib import Path
 
+import mirror
 import numpy as np
 import pytest
-from conftest import idx_bytes, write_idx
+from conftest import DEBIAN, idx_bytes, required, write_idx
 from mxnet import gluon, nd
 
 from dropout_gluon import data, download, numerics, run
@@ -32,6 +42,7 @@ from dropout_gluon import fashion_mnist as fm
 from dropout_gluon.persist import save_history
 
 NAME = "t10k-labels-idx1-ubyte"
+ZALANDO = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"  # where Zalando publishes the final release
 
 
 @pytest.mark.parametrize("suffix", [".gz", ""])
@@ -141,15 +152,36 @@ def test_a_complete_folder_gives_its_release(releases, isolated_dirs):
 
 def test_default_search_order_mxnet_debian_then_downloads(releases, isolated_dirs):
     mx_dir, final_dir = data.mxnet_dir(), data.download_dir("final")
-    assert data.default_dirs() == [mx_dir, isolated_dirs / "debian", final_dir]
+    assert final_dir == isolated_dirs / "cache" / "dropout-gluon" / "fashion-mnist-final"  # $XDG_CACHE_HOME's
+    assert data.default_dirs() == [mx_dir, isolated_dirs / DEBIAN, final_dir]
     assert data.download_dir("first") == mx_dir  # where Gluon keeps the same files
     for folder in data.default_dirs():
         releases.put(folder, "final")
     assert data.load_dataset(download=False).source.data_dir == str(mx_dir)
     shutil.rmtree(mx_dir)
-    assert data.load_dataset(download=False).source.data_dir == str(isolated_dirs / "debian")
-    shutil.rmtree(isolated_dirs / "debian")
+    assert data.load_dataset(download=False).source.data_dir == str(isolated_dirs / DEBIAN)
+    shutil.rmtree(isolated_dirs / DEBIAN)
     assert data.load_dataset(download=False).source.data_dir == str(final_dir)
+
+
+def test_debians_folder_is_found_through_xdg_data_dirs(releases, isolated_dirs, monkeypatch):
+    # The XDG base directory spec: each folder of $XDG_DATA_DIRS in order, relative ones ignored, and
+    # /usr/local/share:/usr/share where it is unset or empty (Debian's package installs into /usr/share).
+    first, second = isolated_dirs / "a", isolated_dirs / "b"
+    monkeypatch.setenv("XDG_DATA_DIRS", f"{first}:relative:{second}/")
+    assert data.system_dirs() == [first / "datasets/fashion-mnist", second / "datasets/fashion-mnist"]
+    assert data.default_dirs()[1:3] == data.system_dirs()
+    releases.put(second / "datasets/fashion-mnist", "final")
+    assert data.load_dataset(download=False).source.data_dir == str(second / "datasets/fashion-mnist")
+    releases.put(first / "datasets/fashion-mnist", "final")
+    assert data.load_dataset(download=False).source.data_dir == str(first / "datasets/fashion-mnist")
+    for unset in ("", None):
+        if unset is None:
+            monkeypatch.delenv("XDG_DATA_DIRS")
+        else:
+            monkeypatch.setenv("XDG_DATA_DIRS", unset)
+        assert data.system_dirs() == [Path("/usr/local/share/datasets/fashion-mnist"),
+                                      Path("/usr/share/datasets/fashion-mnist")]
 
 
 def test_a_chosen_folder_comes_first_root_then_the_environment(releases, isolated_dirs, monkeypatch):
@@ -172,9 +204,9 @@ def test_a_partial_first_release_is_passed_over_for_a_whole_final_one(releases, 
     # The defect this guards against: the first release's test labels left in MXNet's folder were
     # combined with Debian's final images, and a run scored chance (0.10) without a word.
     releases.put(data.mxnet_dir(), "first", ["t10k-labels-idx1-ubyte"])
-    releases.put(isolated_dirs / "debian", "final")
+    releases.put(isolated_dirs / DEBIAN, "final")
     dataset = data.load_dataset(download=False)
-    assert dataset.source == fm.Source("final", str(isolated_dirs / "debian"))
+    assert dataset.source == fm.Source("final", str(isolated_dirs / DEBIAN))
     np.testing.assert_array_equal(dataset.arrays[3], releases.arrays["final"][NAME])
     why = dict(data.status())[data.mxnet_dir()]
     assert "is incomplete" in why[0] and "first release's t10k-labels-idx1-ubyte" in why[0]
@@ -188,8 +220,8 @@ def test_a_mixed_folder_is_refused_and_passed_over(releases, isolated_dirs):
         data.load_dataset(mixed, download=False)
     releases.put(data.mxnet_dir(), "final")
     (data.mxnet_dir() / (NAME + ".gz")).write_bytes(releases.gz("first", NAME))
-    releases.put(isolated_dirs / "debian", "final")
-    assert data.load_dataset(download=False).source.data_dir == str(isolated_dirs / "debian")
+    releases.put(isolated_dirs / DEBIAN, "final")
+    assert data.load_dataset(download=False).source.data_dir == str(isolated_dirs / DEBIAN)
 
 
 def _damaged(folder):
@@ -231,7 +263,7 @@ def test_a_chosen_folder_is_strict(releases, isolated_dirs, monkeypatch, case, w
 
 
 def test_asking_for_a_release_that_is_not_there(releases, isolated_dirs, monkeypatch):
-    releases.put(isolated_dirs / "debian", "final")
+    releases.put(isolated_dirs / DEBIAN, "final")
     monkeypatch.setattr(download, "mirrors", lambda release: [])
     with pytest.raises(fm.DataError) as e:
         data.load_dataset(data_release="first")
@@ -247,7 +279,7 @@ def test_missing_everywhere_says_where_and_how(releases, isolated_dirs):
     with pytest.raises(fm.DataError) as e:
         data.load_dataset(download=False)
     message = str(e.value)
-    assert "\n" not in message and str(isolated_dirs / "debian") in message
+    assert "\n" not in message and str(isolated_dirs / DEBIAN) in message
     assert "apt-get install dataset-fashion-mnist" in message and fm.ENV_VAR in message
 
 
@@ -381,6 +413,107 @@ def test_a_final_release_download_leaves_mxnets_folder_alone(http_server, releas
     dataset = data.load_dataset(urls=[url])
     assert dataset.source == fm.Source("final", str(data.download_dir("final")))
     assert (data.mxnet_dir() / (NAME + ".gz")).read_bytes() == before
+
+
+@pytest.fixture(scope="session")
+def zalandos_files(tmp_path_factory):
+    """The final release's four .gz files as Zalando published them, rebuilt from Debian's copies (tests/mirror.py)."""
+    debian = next((d for d in data.system_dirs() if (d / (NAME + ".gz")).is_file()), None)
+    if debian is None:
+        required("Debian's dataset-fashion-mnist", f"none of {data.system_dirs()} holds it")
+    return mirror.published(debian, tmp_path_factory.mktemp("zalando"))
+
+
+def _through_proxy(monkeypatch, proxy):
+    # requests takes the proxy from the environment, as a host's configuration would give it
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, proxy)
+
+
+def test_with_no_copy_anywhere_the_final_release_is_downloaded_into_the_cache_once(releases, isolated_dirs,
+                                                                                  monkeypatch, capsys):
+    # As on Colab or a Mac: no Debian package, nothing in MXNet's folder. The published URLs are fetched
+    # (from a proxy standing in for Zalando's mirror) into the host's cache folder, and found there next time.
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)  # no progress bar: a log's lines only
+    with mirror.serving(releases.put(isolated_dirs / "zalando", "final")) as (proxy, requested):
+        _through_proxy(monkeypatch, proxy)
+        dataset = data.load_dataset()
+        folder = isolated_dirs / "cache" / "dropout-gluon" / "fashion-mnist-final"
+        assert dataset.source == fm.Source("final", str(folder))
+        assert requested == [ZALANDO + name + ".gz" for name in fm.NAMES]
+        assert capsys.readouterr().err.splitlines() == [
+            f"downloading {name}.gz of the final release from {ZALANDO}{name}.gz into {folder}" for name in fm.NAMES]
+        assert _leftovers(folder) == sorted(name + ".gz" for name in fm.NAMES)
+        fm.clear_cache()
+        assert data.load_dataset().source == dataset.source
+        assert len(requested) == len(fm.NAMES) and capsys.readouterr().err == ""
+
+
+def test_a_download_shows_a_bar_in_a_jupyter_kernel(http_server, releases, tmp_path, monkeypatch, capsys):
+    # A kernel's stderr is no terminal, but a person watches the notebook: pooch's bar is shown there too.
+    url, folder = http_server
+    _serve(folder, releases, "final", [NAME])
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    download.fetch(NAME, tmp_path / "dest", urls=[url])
+    err = capsys.readouterr().err
+    assert err.startswith(f"downloading {NAME}.gz of the final release from {url}{NAME}.gz into {tmp_path / 'dest'}\n")
+    assert "100%" in err  # tqdm's bar, filled
+    monkeypatch.delitem(sys.modules, "ipykernel")
+    (tmp_path / "dest" / (NAME + ".gz")).unlink()
+    download.fetch(NAME, tmp_path / "dest", urls=[url])
+    assert "%" not in capsys.readouterr().err  # a log: the line only
+
+
+def test_the_published_final_release_downloads_and_verifies(zalandos_files, real_dataset, isolated_dirs, monkeypatch):
+    # The real files, byte for byte as published (their MD5s are Zalando's), from the published URLs, checked
+    # by pooch against those MD5s and by `verify` against their payload: what a host with no copy of the data does.
+    for name in fm.NAMES:
+        assert hashlib.md5((zalandos_files / (name + ".gz")).read_bytes()).hexdigest() == fm.FILES["final"][name].gz_md5
+    with mirror.serving(zalandos_files) as (proxy, requested):
+        _through_proxy(monkeypatch, proxy)
+        dataset = data.load_dataset()
+    assert requested == [ZALANDO + name + ".gz" for name in fm.NAMES]
+    assert dataset.source == fm.Source("final", str(data.download_dir("final")))
+    for got, expected in zip(dataset.arrays, real_dataset.arrays):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_two_processes_downloading_into_one_folder_both_succeed(zalandos_files, tmp_path):
+    # Issue 28, finding 10: the downloads shared one temporary name, so one process's cleanup could delete the
+    # other's file. The proxy answers each file only once both have asked for it: the downloads overlap.
+    dest = tmp_path / "data"
+    with mirror.serving(zalandos_files, together=2) as (proxy, requested):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
+                                                            os.environ.get("PYTHONPATH", "")]),
+               "http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""}
+        command = [sys.executable, "-m", "dropout_gluon", "data", "fetch", "--data-dir", str(dest)]
+        fetches = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                   for _ in range(2)]
+        ended = [(fetch.communicate(timeout=600), fetch.returncode) for fetch in fetches]
+    for (out, err), status in ended:
+        assert status == 0, err
+        assert f"* {dest}: the final release, all four files verified" in out
+    assert sorted(requested) == sorted(2 * [ZALANDO + name + ".gz" for name in fm.NAMES])  # each, by both
+    assert _leftovers(dest) == sorted(name + ".gz" for name in fm.NAMES)  # and no temporary file
+    fm.clear_cache()
+    assert data.load_dataset(dest).source == fm.Source("final", str(dest))
+
+
+def test_a_failed_download_leaves_what_another_process_wrote(tmp_path, monkeypatch):
+    # The folders a failed download made are removed only if empty: another process may have downloaded there.
+    dest = tmp_path / "new" / "dest"
+
+    def another_process_then_fail(pooch, url, name, dest, *args):
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "t10k-images-idx3-ubyte.gz").write_bytes(b"theirs")
+        return f"{url}: Connection refused"
+
+    monkeypatch.setattr(download, "_fetch", another_process_then_fail)
+    with pytest.raises(fm.DataError, match="Connection refused"):
+        download.fetch(NAME, dest, urls=["http://127.0.0.1:9/"])
+    assert _leftovers(dest) == ["t10k-images-idx3-ubyte.gz"]
 
 
 # ------------------------------------------------------------------------------------------- the iterators
