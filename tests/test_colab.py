@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import SHARED, required
-from mirror import serving
+from mirror import published, serving
 from notebook_checks import check_images, check_notebook, saved_images
 from test_notebook import load_executor
 
@@ -130,7 +130,7 @@ def run_in_colab(venv: Path, tmp_path: Path, folder: Path, dataset_dir: str, **e
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "DROPOUT_GLUON",
                                                                         "MXNET", "XDG_", "JPY_", "JUPYTER"))}
     pip_cache = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True).stdout
-    with serving(Path(dataset_dir)) as (proxy, requested):
+    with serving(published(Path(dataset_dir), tmp_path / "zalando")) as (proxy, requested):
         environ.update(HOME=str(home), XDG_DATA_DIRS=str(tmp_path / "no-datasets"), DROPOUT_GLUON_FAST="1",
                        http_proxy=proxy, PIP_CACHE_DIR=pip_cache.strip() or str(home / "pip-cache"), **env)
         nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -142,7 +142,8 @@ def run_in_colab(venv: Path, tmp_path: Path, folder: Path, dataset_dir: str, **e
 def check_run(nb, before: dict, after: dict) -> None:
     problems = check_notebook(nb) + check_images(nb, saved_images(nb))
     assert not problems, "\n".join(problems)
-    shown = "".join(out.get("data", {}).get("text/markdown", "") for cell in nb.cells for out in cell.outputs)
+    shown = "".join(out.get("data", {}).get("text/markdown", "") for cell in nb.cells if cell.cell_type == "code"
+                    for out in cell.outputs)
     assert shown.count("all 60000 training and 10000 test images") == 4, "the four full sweeps do not show"
     for model, start in (("from scratch", 'curves = LiveCurves("from scratch"'), ("Gluon", "trainer = gluon.Trainer(")):
         lines = training_lines(nb, start)
