@@ -182,11 +182,15 @@ def test_with_an_openmp_runtime_loaded_first(colab_venv, clone, real_dataset, tm
     # As PyTorch's would be, imported in an earlier cell: IPython runs its startup files before the first cell.
     startup = tmp_path / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
-    (startup / "00-openmp.py").write_text('import ctypes\nctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL)\n')
+    loaded = tmp_path / "openmp-loaded"  # written by the startup file, once the runtime is loaded
+    (startup / "00-openmp.py").write_text(f'import ctypes, pathlib\n'
+                                          f'ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL)\n'
+                                          f'pathlib.Path({str(loaded)!r}).touch()\n')
     folder = tmp_path / "content"
     folder.mkdir()
     nb, before, after = run_in_colab(colab_venv, tmp_path, folder, real_dataset.source.data_dir,
                                      DROPOUT_GLUON_SOURCE=f"git+file://{clone}", IPYTHONDIR=str(tmp_path / "ipython"))
+    assert loaded.exists(), "the kernel did not run the startup file that loads the OpenMP runtime"
     check_run(nb, before, after)
 
 
