@@ -119,11 +119,6 @@ def native_settings(environ, flags: set) -> dict:
     return {**chosen, **QUIET_FALLBACK} if chosen.get("MXNET_MKLDNN_ENABLED") == "0" else chosen
 
 
-def settings(environ, mode: str, flags: set) -> dict:
-    """The variables MXNet loads with in `mode`."""
-    return {**PORTABLE, **QUIET_FALLBACK} if mode == "portable" else native_settings(environ, flags)
-
-
 def load_shared() -> None:
     """Load, in the user's environment, what MXNet loads that other code shares (SHARED_MODULES, OPENMP_RUNTIME)."""
     for name in SHARED_MODULES:
@@ -153,7 +148,7 @@ def load_mxnet() -> None:
 
     cleared = [k for k in FLOAT_VARIABLES if k in os.environ] if MODE == "portable" else []
     with mock.patch.dict(os.environ):  # the user's environment comes back as the block ends
-        os.environ.update(settings(os.environ, MODE, flags))
+        os.environ.update({**PORTABLE, **QUIET_FALLBACK} if MODE == "portable" else native_settings(os.environ, flags))
         for name in [*cleared, *HIDDEN] if MODE == "portable" else []:
             os.environ.pop(name, None)
         try:
