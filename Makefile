@@ -1,5 +1,5 @@
 # The two commands: `make run` (the chapter's main job) and `make test`. Both set everything up first.
-.PHONY: setup setup-test setup-notebook run test lint notebook lab bench exercises
+.PHONY: setup setup-test setup-notebook setup-cluster run test lint notebook lab bench exercises
 
 setup:  # what training needs: no Jupyter, no pandas
 	@bash scripts/setup.sh
@@ -9,6 +9,9 @@ setup-test:  # also pytest, ruff and the notebook's packages (the tests run the 
 
 setup-notebook:
 	@bash scripts/setup.sh notebook
+
+setup-cluster:  # also Dask's distributed: a sweep's worker processes
+	@bash scripts/setup.sh cluster
 
 run: setup
 	.venv/bin/python -m dropout_gluon train
@@ -38,6 +41,6 @@ bench: setup
 # dropout_gluon/exercises/results/*.md and *.png, shipped inside the package so every install has the answers
 # (16-36 min on 2 cores; resumable: finished runs are kept in runs/exercises).
 # A quick look writes under runs/ instead: .venv/bin/python -m dropout_gluon exercise all --quick
-exercises: setup
+exercises: setup-cluster
 	@echo "make exercises: the default sweep, rewriting the committed results in dropout_gluon/exercises/results/"
 	.venv/bin/python -m dropout_gluon exercise all --out dropout_gluon/exercises/results $(ARGS)

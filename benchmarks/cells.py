@@ -35,16 +35,15 @@ def cell_prepare(out: str) -> dict:
     import mxnet as mx
     import numpy as np
 
-    import dropout_gluon
     from dropout_gluon import data, numerics
 
     dataset = data.load_dataset()
     for name, array in zip(("train_x", "train_y", "test_x", "test_y"), dataset.arrays):
         np.save(Path(out) / f"{name}.npy", array)
-    # What MXNet loaded with: the package's settings and the user's own (numerics.LOADED).
+    # What MXNet loaded with: the package's settings and the user's own.
     record = numerics.record()
     return {"mxnet": mx.__version__, "numpy": np.__version__, "gpus": mx.context.num_gpus(),
-            "engine": {**numerics.LOADED, **dropout_gluon.ENGINE_SETTINGS}, "numerics": numerics.summary(record),
+            "engine": numerics.LOADED, "numerics": numerics.summary(record),
             "flags": sorted(numerics.processor()[1] & {"avx", "avx2", "fma", "avx512f"}),
             "threads_per_operator": record["threads_per_operator"], "data": str(dataset.source), "chapter": chapter()}
 

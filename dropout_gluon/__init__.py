@@ -1,7 +1,7 @@
 """The "Dropout" chapter of Dive into Deep Learning (MXNet/Gluon), runnable: `import dropout_gluon as gb`."""
 from . import numerics
 
-ENGINE_SETTINGS = numerics.load_mxnet()  # first: MXNet reads its settings as it loads
+numerics.load_mxnet()  # first: MXNet reads its settings as it loads
 
 from .config import RunConfig
 from .data import DataError, load_data_fashion_mnist, load_dataset

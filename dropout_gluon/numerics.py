@@ -3,18 +3,23 @@
 Across processors, three things inside MXNet 1.9.1's wheel change the floats (docs/performance.md): the
 GEMM kernel OpenBLAS picks, oneDNN's JIT code, and the OpenMP threads an operator gets.
 - `portable` pins all three: OpenBLAS's Sandybridge kernel (AVX, so the floor is a processor with AVX),
-  oneDNN off, one thread per operator; MXNet's own float-changing variables are cleared. The same history
-  to the last digit on every such x86-64 machine (tests/test_numerics.py simulates machines).
+  oneDNN off, one thread per operator (MXNet's default engine); MXNet's own float-changing variables are
+  cleared. The same history to the last digit on every such x86-64 machine (tests/test_numerics.py simulates
+  machines).
 - `native` is the fastest setting measured for the processor at hand (`native_settings`), its own digits.
 
 `DROPOUT_GLUON_NUMERICS` picks the mode before the package is imported (default: portable, where the
-processor has AVX). The variables are set only while MXNet loads: the user's environment is then as it was.
-Every run records `record()`, computed in the process that trains it.
+processor has AVX); a mode that cannot be had fails the import in one line. The variables are set only while
+MXNet loads, after what other libraries share with it has loaded in the user's environment (`load_mxnet`), so
+their threads and kernels, and the environment, are the user's. Every run records `record()`, computed in the
+process that trains it.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import importlib
 import os
 import platform
 import sys
@@ -26,19 +31,25 @@ from .errors import UserError
 
 MODES = ("portable", "native")
 MODE_VAR = "DROPOUT_GLUON_NUMERICS"
-PORTABLE = {"OPENBLAS_CORETYPE": "Sandybridge", "MXNET_MKLDNN_ENABLED": "0", "OMP_NUM_THREADS": "1",
-            "MXNET_OMP_MAX_THREADS": "1"}
+# One thread per operator through MXNET_OMP_MAX_THREADS, with OMP_NUM_THREADS hidden from MXNet as it loads: MXNet
+# then gives each engine thread that many OpenMP threads itself, which its OpenBLAS follows on every call, whatever
+# the OpenMP runtime read as it loaded (OMP_NUM_THREADS=1 set for MXNet would be read by that shared runtime too,
+# and would leave the engine threads at its default). The engine is MXNet's default, whose threads those are.
+PORTABLE = {"OPENBLAS_CORETYPE": "Sandybridge", "MXNET_MKLDNN_ENABLED": "0", "MXNET_OMP_MAX_THREADS": "1"}
+HIDDEN = ("OMP_NUM_THREADS", "MXNET_ENGINE_TYPE")  # in portable mode, while MXNet loads
+# What MXNet loads that other code shares, loaded first in the user's environment: numpy, the SciPy modules MXNet
+# imports (ndarray/sparse.py, contrib/quantization.py), each with its own OpenBLAS, and MXNet's OpenMP runtime.
+SHARED_MODULES = ("numpy", "scipy.sparse", "scipy.stats")
+OPENMP_RUNTIME = "libgomp.so.1"  # what libmxnet.so links to (the wheel ships none)
 # With oneDNN off, MXNet warns once per operator that falls back to its own kernel: that is the point, not news.
 QUIET_FALLBACK = {"MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0"}
 # MXNet's own variables that change CPU floats (read as operators run): cleared in portable mode, recorded.
 FLOAT_VARIABLES = ("MXNET_SAFE_ACCUMULATION", "MXNET_USE_OPERATOR_TUNING", "MXNET_ENFORCE_DETERMINISM")
 PORTABLE_FLOOR = "avx"  # the Sandybridge kernel's instruction set
-NAIVE = {"MXNET_ENGINE_TYPE": "NaiveEngine"}
-LOADED_VARIABLES = (*PORTABLE, "DNNL_MAX_CPU_ISA", "MXNET_ENGINE_TYPE")  # what `record` reads of `LOADED`
+LOADED_VARIABLES = (*PORTABLE, *HIDDEN, "DNNL_MAX_CPU_ISA")  # what `record` reads of `LOADED`
 
 MODE = None      # the mode MXNet was loaded in (load_mxnet)
 FALLBACK = None  # why the default is native here, or None: a note for the user
-PROBLEM = None   # why the mode asked for cannot be had (raised by `check` when a run is made), or None
 LOADED = {}      # the variables that decide MXNet's numerics, as MXNet saw them load
 
 
@@ -64,12 +75,13 @@ def threads_per_operator(cpus: int, machine: str) -> int:
 
 
 def processor() -> tuple:
-    """`(name, set of instruction-set flags)` of this processor, as the system reports them (archspec reads
-    /proc/cpuinfo on Linux, sysctl on macOS)."""
-    from archspec.cpu import detect
+    """`(name, set of instruction-set flags)` of this processor. The flags are those of the microarchitecture
+    archspec recognises it as (its features are all the processor's own): every x86-64 family from Sandy Bridge
+    on has AVX, from Haswell on AVX2 and FMA, and the AVX-512 ones AVX512F, which is all the modes ask."""
+    import archspec.cpu
 
-    info = detect.detected_info()  # the processor's own flags (not `host()`'s: those of the family it matches)
-    return detect.brand_string() or info.name or "unknown processor", set(info.features)
+    host = archspec.cpu.host()
+    return archspec.cpu.brand_string() or host.name, set(host.features)
 
 
 def choose(environ, flags: set, machine: str) -> str:
@@ -91,9 +103,12 @@ def native_settings(environ, flags: set) -> dict:
     OpenBLAS 0.3.13 falls back to its SSE3 kernel on processors newer than it knows, so the kernel is named
     for the instruction set: Haswell with AVX2 and FMA (also on AVX-512, which it has no kernel for),
     Sandybridge with AVX only. oneDNN is faster with AVX-512 and slower with AVX2 alone: off there.
-    A user's own value of any of these variables stands.
+    The threads are MXNet's default, named so that MXNet does not set them on the loading thread (the
+    user's). A user's own value of any of these variables stands.
     """
     chosen = {}
+    if not {"OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS"} & environ.keys():
+        chosen["MXNET_OMP_MAX_THREADS"] = str(threads_per_operator(usable_cpus(), platform.machine()))
     if "avx2" in flags and "fma" in flags:
         chosen["OPENBLAS_CORETYPE"] = "Haswell"
         if "avx512f" not in flags:
@@ -104,62 +119,47 @@ def native_settings(environ, flags: set) -> dict:
     return {**chosen, **QUIET_FALLBACK} if chosen.get("MXNET_MKLDNN_ENABLED") == "0" else chosen
 
 
-def settings(environ, mode: str, flags: set, openmp_first: bool) -> dict:
-    """The variables MXNet loads with in `mode`.
-
-    An OpenMP runtime loaded before MXNet (PyTorch's, say) has read its thread count already, and OpenBLAS
-    asks it on every call from the thread that calls: on MXNet's engine thread that would be threaded sgemm,
-    other floats (and with two engine threads, a deadlock). So MXNet then runs each operator on the calling
-    thread (NaiveEngine), whose OpenMP thread count `threads()` sets while training.
-    """
-    added = {**PORTABLE, **QUIET_FALLBACK} if mode == "portable" else native_settings(environ, flags)
-    if openmp_first and (mode == "portable" or "MXNET_ENGINE_TYPE" not in environ):
-        added.update(NAIVE)
-    return added
+def load_shared() -> None:
+    """Load, in the user's environment, what MXNet loads that other code shares (SHARED_MODULES, OPENMP_RUNTIME)."""
+    for name in SHARED_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    with contextlib.suppress(OSError):  # not Linux: MXNet brings its own
+        ctypes.CDLL(OPENMP_RUNTIME)
 
 
-def openmp_loaded() -> bool:
-    """Whether this process has an OpenMP runtime loaded (threadpoolctl lists what is loaded)."""
-    from threadpoolctl import threadpool_info
-
-    return any(lib["user_api"] == "openmp" for lib in threadpool_info())
-
-
-def load_mxnet() -> dict:
-    """Import MXNet in the mode `DROPOUT_GLUON_NUMERICS` asks for; return the variables it loaded with (nothing if
-    MXNet was already loaded: its numerics are then MXNet's defaults, recorded as native)."""
-    global MODE, PROBLEM, FALLBACK
-    import numpy  # first, in the user's environment: numpy's own BLAS keeps the user's threads
-
+def load_mxnet() -> None:
+    """Import MXNet in the mode `DROPOUT_GLUON_NUMERICS` asks for (a NumericsError if it cannot be had here), and
+    keep in LOADED the variables it loaded with (if MXNet was loaded already, its own: native numerics)."""
+    global MODE, FALLBACK
+    _, flags = processor()
+    MODE = choose(os.environ, flags, platform.machine())
     if sys.modules.get("mxnet") is not None:  # too late to pin anything: MXNet's own choices stand
         MODE, FALLBACK = "native", ("mxnet was imported before dropout_gluon, so MXNet computes with its own "
                                     "choices (native numerics): import dropout_gluon first for the README's digits")
         warnings.warn(FALLBACK, stacklevel=3)
         LOADED.update({k: v for k, v in os.environ.items() if k in LOADED_VARIABLES})
-        return {}
-    _, flags = processor()
-    try:
-        MODE = choose(os.environ, flags, platform.machine())
-    except NumericsError as e:  # raised when a run is made, so that importing the package still works
-        MODE, PROBLEM = "native", str(e)
+        return
     if MODE == "native" and not os.environ.get(MODE_VAR):  # the default, on a processor below portable's floor
         FALLBACK = ("this processor has no AVX, which portable numerics need, so the package computes in native "
                     "numerics: the digits differ from the README's")
+    load_shared()
+    import numpy
+
     cleared = [k for k in FLOAT_VARIABLES if k in os.environ] if MODE == "portable" else []
-    with mock.patch.dict(os.environ):  # the user's environment comes back as the block ends (threadpoolctl's too)
-        added = settings(os.environ, MODE, flags, openmp_loaded())
-        os.environ.update(added)
-        for name in cleared:
-            del os.environ[name]
-        compat.prepare_for_mxnet(numpy)
+    with mock.patch.dict(os.environ):  # the user's environment comes back as the block ends
+        os.environ.update({**PORTABLE, **QUIET_FALLBACK} if MODE == "portable" else native_settings(os.environ, flags))
+        for name in [*cleared, *HIDDEN] if MODE == "portable" else []:
+            os.environ.pop(name, None)
         try:
-            import mxnet
+            with compat.numpy_names(numpy):
+                import mxnet
         except ModuleNotFoundError as e:
             if e.name != "mxnet":
                 raise
-            raise ImportError("MXNet 1.9.1 is not installed: pip install mxnet==1.9.1 (on Python 3.13, where its "
-                              "metadata asks for a numpy < 2 that has no wheels: pip install --no-deps mxnet==1.9.1, "
-                              "as scripts/setup.sh does)") from None
+            raise ImportError("MXNet 1.9.1 is not installed: pip install mxnet==1.9.1 (from Python 3.12 on, where "
+                              "its metadata's numpy < 2 would replace the numpy here: pip install --no-deps "
+                              "mxnet==1.9.1, as scripts/setup.sh does)") from None
 
         # Some settings are read the first time an operator runs (oneDNN's switch): run one now.
         x = mxnet.nd.ones((1, 2))
@@ -169,34 +169,13 @@ def load_mxnet() -> dict:
         warnings.warn(f"portable numerics: {name} unset, as it changes the floats (set {MODE_VAR}=native to keep it)",
                       stacklevel=3)
         del os.environ[name]
-    return added
 
 
 def check(ctx: str = "cpu") -> None:
     """A NumericsError if a run on `ctx` cannot compute as this process's mode says."""
-    if PROBLEM:
-        raise NumericsError(PROBLEM)
     if MODE == "portable" and ctx.startswith("cpu") and blas_kernel() != PORTABLE["OPENBLAS_CORETYPE"]:
         raise NumericsError(f"MXNet computes with OpenBLAS's {blas_kernel()} kernel, not Sandybridge (another "
                             f"OpenBLAS was loaded before MXNet?): import dropout_gluon first, or set {MODE_VAR}=native")
-
-
-def pinned(f):
-    """`f`, run under `threads()`: what trains or tests a model computes as the mode says on this thread too."""
-    @functools.wraps(f)
-    def call(*args, **kwargs):
-        with threads():
-            return f(*args, **kwargs)
-    return call
-
-
-def threads():
-    """A context in which the calling thread gives each operator the mode's OpenMP threads (see `settings`)."""
-    if LOADED.get("MXNET_ENGINE_TYPE") != NAIVE["MXNET_ENGINE_TYPE"]:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=_threads(), user_api="openmp")
 
 
 def _threads() -> int:
@@ -235,7 +214,8 @@ def record(ctx: str = "cpu") -> dict:
 
 
 def deciding(record: dict) -> dict:
-    """What of a numerics record decides the floats: in portable mode all but the processor."""
+    """What of a numerics record decides the floats: in portable mode all but the processor (two processes whose
+    records agree on it compute the same digits)."""
     return {k: v for k, v in record.items() if not (record.get("mode") == "portable" and k == "processor")}
 
 

@@ -7,7 +7,6 @@ from typing import Callable, NamedTuple
 
 from mxnet import autograd, nd
 
-from . import numerics
 from .errors import UserError
 from .scratch import num_outputs
 
@@ -114,7 +113,6 @@ def _mean(total, n: int, what: str) -> float:
     return float(total.asscalar()) / n
 
 
-@numerics.pinned  # (OpenMP threads on this thread, where MXNet runs operators on it: numerics.settings)
 def evaluate_accuracy(data_iter, net) -> float:
     """Fraction of the examples in `data_iter` that `net` classifies correctly."""
     acc_sum, n = 0.0, 0
@@ -124,7 +122,6 @@ def evaluate_accuracy(data_iter, net) -> float:
     return _mean(acc_sum, n, "the evaluation data")
 
 
-@numerics.pinned
 def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int,
               params: list | None = None, lr: float | None = None, trainer=None,
               *, log: Callable[[str], None] | None = print, on_epoch: Callable[[Epoch], None] | None = None,

@@ -11,14 +11,14 @@ class Unreadable(Exception):
         super().__init__(f"{what}: {why}")
 
 
-def raise_unreadable(config: dict, data_dir) -> dict:
+def raise_unreadable(config: dict, dataset) -> dict:
     raise Unreadable("a run", "failed in a way that cannot be sent back")
 
 
-def crash_the_swapped_seed_1(config: dict, data_dir) -> dict:
+def crash_the_swapped_seed_1(config: dict, dataset) -> dict:
     """Train `config`, except the swapped arm's seed 1, whose worker dies every time (as if killed for memory)."""
     from dropout_gluon.exercises import pool
 
     if (config["drop_prob1"], config["seed"]) == (0.5, 1):
         os._exit(1)
-    return pool.work(config, data_dir)
+    return pool.work(config, dataset)

@@ -8,8 +8,8 @@
   of Gluon's `wd`; a sweep's run is exactly `train_gluon`'s;
 - plans, keys and bad input; the progress line; summaries over seeds; the command line;
 - a quick sweep in a clean clone leaves git status clean (it writes under runs/), and is refused in
-  the committed results, the folder `make exercises` writes (issue 16, finding 1); a sweep from Python
-  trains in its own process unless asked for workers; repeated or negative seeds are refused.
+  the committed results, the folder `make exercises` writes; a sweep from Python trains in its own process
+  unless asked for workers; repeated or negative seeds are refused.
 """
 from __future__ import annotations
 
@@ -287,7 +287,7 @@ def test_a_quick_sweep_leaves_the_committed_results_alone(tmp_path, real_data):
 
 
 def test_a_sweep_from_python_trains_in_this_process_by_default(tmp_path, real_dataset):
-    # A script without `if __name__ == "__main__":` must work: no worker processes unless asked (issue 16, 5).
+    # A script without `if __name__ == "__main__":` must work: no worker processes unless asked.
     import multiprocessing
 
     children = []

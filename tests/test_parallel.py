@@ -1,9 +1,11 @@
-"""Sweeps on every core and on Dask, on the real data (the quick sweep of one exercise):
+"""Sweeps on every core (a Dask cluster the sweep starts) and on a Dask scheduler, on the real data (the quick
+sweep of one exercise):
 
-- `--jobs 2` gives the records of `--jobs 1`, number for number, and the same table;
+- `--jobs 2` gives the records of `--jobs 1`, number for number, and the same table, and leaves the
+  environment as it was;
 - Ctrl-C on a parallel sweep: exit 130, finished runs kept, no worker process left behind; the same sweep
   then resumes without retraining them;
-- a worker killed mid-run is reported with its run, which is retried, and the result is unchanged;
+- workers killed mid-run: their runs are retried, and the result is unchanged;
 - a Dask cluster on 127.0.0.1 (a scheduler, two worker processes) gives the local records, and its workers
   let go of their copies of the data after the sweep; a worker without the data fails its runs with the
   data error, in one line;
@@ -11,10 +13,9 @@
   operator here and 1 in the workers are not mixed; Dask workers with two threads are refused;
 - a sweep trains on the dataset it is given (in its own process; workers and Dask refuse it);
 - a run that always crashes its worker fails alone; the runs beside it are stored;
-- faults (issue 16, finding 2): an answer that cannot be unpickled fails its run in bounded time (the
-  hand-written pool hung on it), a worker that cannot be started fails its run in one line, workers exit
-  when the sweep's process is SIGKILLed, and a terminal's Ctrl-C (to the whole process group) prints one
-  line, no traceback.
+- faults: an answer that cannot be unpickled fails its runs without a hang, a worker that cannot be started
+  fails the sweep in one line, workers exit when the sweep's process is SIGKILLed, and a terminal's Ctrl-C
+  (to the whole process group) prints one line, no traceback.
 """
 from __future__ import annotations
 
@@ -59,16 +60,18 @@ def one_job(real_data, tmp_path_factory):
 
 
 def test_two_jobs_give_the_records_of_one(one_job, tmp_path):
+    environment = dict(os.environ)
     result = exercises.run_exercise("swap", jobs=2, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", **QUICK)
     records, table = one_job
     assert len(records) == 6 and comparable(stored(tmp_path / "cache")) == comparable(records)
     assert result.table == table
+    assert dict(os.environ) == environment  # Dask's nannies put their workers' variables here while they ran
 
 
-def test_a_killed_worker_is_reported_and_its_run_retried(one_job, tmp_path, capsys):
+def test_killed_workers_runs_are_retried(one_job, tmp_path):
     killed = []
 
-    def kill_the_workers(record):  # after the first stored run: one worker holds the next run, one is idle
+    def kill_the_workers(record):  # after the first stored run: each worker is training the next ones
         if not killed:
             killed.extend(p.pid for p in multiprocessing.active_children())
             for pid in killed:
@@ -77,9 +80,6 @@ def test_a_killed_worker_is_reported_and_its_run_retried(one_job, tmp_path, caps
     exercises.run_exercise("swap", jobs=2, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
                            after_run=kill_the_workers, **QUICK)
     assert len(killed) == 2
-    notes = [line for line in capsys.readouterr().err.splitlines() if "worker process died" in line]
-    # Its run was alone (a run in flight beside it is a suspect, rerun alone, with one line for both)
-    assert notes and all("trying it once more" in line or "runs in flight" in line for line in notes), notes
     assert comparable(stored(tmp_path / "cache")) == comparable(one_job[0])
 
 
@@ -137,28 +137,26 @@ def test_a_dask_cluster_gives_the_local_records_and_its_workers_let_go_of_the_da
     import distributed
 
     from dropout_gluon import fashion_mnist
-    from dropout_gluon.exercises import pool
 
-    seen = []  # each worker's data iterators, as a run ends (one copy per worker, kept for its next runs)
+    seen = []  # each worker's verified data files, as a run ends (one copy per worker, kept for its next runs)
     result = exercises.run_exercise("swap", scheduler=dask_cluster, out_dir=tmp_path / "out",
                                     cache_dir=tmp_path / "cache", **QUICK,
                                     after_run=lambda _: seen.append(held(dask_cluster)))
     assert comparable(stored(tmp_path / "cache")) == comparable(one_job[0])
     assert result.table == one_job[1]
     assert any(sum(counts.values()) for counts in seen)  # the workers did hold the data during the sweep
-    with distributed.Client(dask_cluster) as client:  # and hold none after it, raw arrays included (issue 21)
-        assert set(client.run(lambda: (pool.iterators.cache_info().currsize,
-                                       fashion_mnist._verified.cache_info().currsize)).values()) == {(0, 0)}
+    with distributed.Client(dask_cluster) as client:  # and hold none after it
+        assert set(client.run(lambda: fashion_mnist._verified.cache_info().currsize).values()) == {0}
 
 
 def held(address: str) -> dict:
-    """How many sets of data iterators each Dask worker holds."""
+    """How many verified data files each Dask worker holds."""
     import distributed
 
-    from dropout_gluon.exercises import pool
+    from dropout_gluon import fashion_mnist
 
     with distributed.Client(address) as client:
-        return client.run(lambda: pool.iterators.cache_info().currsize)
+        return client.run(lambda: fashion_mnist._verified.cache_info().currsize)
 
 
 def test_a_dask_worker_without_the_data_fails_its_runs_in_one_line(real_data, tmp_path):
@@ -228,19 +226,27 @@ def test_a_sweep_trains_on_the_dataset_it_is_given(tmp_path):
             exercises.sweep([config], cache_dir=tmp_path / "other", dataset=dataset, **elsewhere)
 
 
-def test_an_answer_that_cannot_be_read_back_fails_its_run_in_bounded_time(tmp_path, monkeypatch, capsys):
-    import faults
+# A sweep whose every run fails in a way the sweep's process cannot read back, in a process of its own: a hang
+# fails the test (subprocess's timeout), not the suite.
+UNREADABLE = """
+import sys
+import faults
+from dropout_gluon import exercises
+from dropout_gluon.exercises import pool
+pool.work = faults.raise_unreadable  # looked up by the sweep as it submits
+try:
+    exercises.run_exercise("swap", jobs=2, out_dir=sys.argv[1] + "/out", cache_dir=sys.argv[1] + "/cache",
+                           quick=True, seeds=1, epochs=2, progress=False)
+except exercises.SweepFailed as e:
+    print(e)
+"""
 
-    from dropout_gluon.exercises import pool
 
-    monkeypatch.setattr(pool, "work", faults.raise_unreadable)  # looked up by the sweep as it submits
-    start = time.monotonic()
-    with pytest.raises(exercises.SweepFailed, match="3 of 3 runs failed.*could not be read back"):
-        exercises.run_exercise("swap", jobs=2, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
-                               **dict(QUICK, seeds=1))
-    assert time.monotonic() - start < 120  # no hang: each run tried twice alone, on a new pool each time
-    notes = capsys.readouterr().err.splitlines()
-    assert sum("trying it once more" in line for line in notes) == 3, notes
+def test_an_answer_that_cannot_be_read_back_fails_its_runs(tmp_path):
+    result = subprocess.run([sys.executable, "-c", UNREADABLE, str(tmp_path)], capture_output=True, text=True,
+                            check=False, timeout=300, cwd=Path(__file__).parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("3 of 3 runs failed"), result.stdout
     assert not list((tmp_path / "cache").glob("*.json"))
 
 
@@ -254,24 +260,24 @@ def test_a_run_that_always_crashes_fails_alone_and_the_runs_beside_it_are_stored
     with pytest.raises(exercises.SweepFailed) as e:
         exercises.run_exercise("swap", jobs=2, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", **QUICK)
     crashing = "gluon p=(0.5, 0.2) h=256 wd=0 epochs=2 seed=1"
-    assert "\n" not in str(e.value) and str(e.value).startswith(f"1 of 6 runs failed, e.g. {crashing}: a worker")
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"1 of 6 runs failed, e.g. {crashing}: {LOST}")
     healthy = [r for r in one_job[0] if (r["config"]["drop_prob1"], r["config"]["seed"]) != (0.5, 1)]
     assert len(healthy) == 5 and comparable(stored(tmp_path / "cache")) == comparable(healthy)
     notes = [line for line in capsys.readouterr().err.splitlines() if "gluon p=(" in line]
-    assert notes == [f"{crashing}: {LOST}; trying it once more",
-                     f"{crashing}: {LOST}"], notes
+    assert notes == [f"{crashing}: {LOST}"], notes
 
 
-def test_a_worker_that_cannot_be_started_fails_its_run_in_one_line(tmp_path, monkeypatch):
-    import concurrent.futures as cf
+def test_a_worker_that_cannot_be_started_fails_the_sweep_in_one_line(tmp_path, monkeypatch):
+    from distributed.process import AsyncProcess
 
-    def no_more_processes(self, *args, **kwargs):
+    async def no_more_processes(self):
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(cf.ProcessPoolExecutor, "submit", no_more_processes)
+    monkeypatch.setattr(AsyncProcess, "start", no_more_processes)
     with pytest.raises(UserError) as e:  # the first worker is started to ask how it computes
         exercises.run_exercise("swap", jobs=2, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", **QUICK)
     assert str(e.value) == "cannot start a worker process: [Errno 24] Too many open files"
+    assert not list((tmp_path / "cache").glob("*.json"))
 
 
 def _with(token: str) -> dict:

@@ -1,27 +1,26 @@
-"""Where a sweep's runs are trained, through one `concurrent.futures` interface: in this process, in worker
-processes on this machine, or on Dask. A work item (`work`) is a run's configuration as a dict."""
+"""Where a sweep's runs are trained, through one `concurrent.futures` interface: in this process, or on Dask
+workers, started here (one process per job) or running elsewhere (a scheduler's address). A work item (`work`)
+is a run's configuration as a dict and its data (in this process) or data folder (a worker reads it)."""
 from __future__ import annotations
 
 import concurrent.futures as cf
-import functools
-import gc
-import multiprocessing
-import os
+import logging
 import signal
-import threading
 import time
-from unittest import mock
+from multiprocessing import resource_tracker
 
-from .. import fashion_mnist, numerics
+from .. import numerics
 from ..config import RunConfig
 from ..data import DataIter, data_iters, load_dataset
 from ..errors import UserError
+from ..fashion_mnist import Dataset
 from ..run import train
 from ..trainer import History, TrainingDiverged, evaluate_accuracy
 
 # A worker process trains one run at a time on one OpenMP thread per operator (the other cores have workers
-# of their own), in this process's numerics mode, which it learns from here.
+# of their own), in this process's numerics mode.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", numerics.MODE_VAR: numerics.MODE}
+WORKER_MEMORY = 0.75e9  # bytes: a worker's peak, 0.70 GB measured training the widest arm (1024 units) on all the data
 
 
 def train_run(config: RunConfig, iters: tuple) -> dict:
@@ -42,40 +41,32 @@ def train_run(config: RunConfig, iters: tuple) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def work(config: dict, data_dir: str | None) -> dict:
-    """Train `config` (RunConfig.to_dict()) here on the data in `data_dir` (None: searched); return its record."""
+def work(config: dict, data: Dataset | str | None) -> dict:
+    """Train `config` (RunConfig.to_dict()) here on `data`: a dataset, or the folder to read it from (None: the
+    search; each process verifies a folder's files once: fashion_mnist); return its record."""
     config = RunConfig.from_dict(config)
-    return train_run(config, iterators(config.data_release, data_dir, config.train_size, config.test_size,
-                                       config.batch_size, config.loader))
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, config.data_release)
+    n = config.train_size
+    train_iter, test_iter = data_iters(dataset, config.batch_size, config.loader, n, config.test_size)
+    # Train accuracy in predict mode, on the same float32 images where the loader made them (0.19 GB), unshuffled.
+    train_eval_iter = (train_iter.unshuffled() if config.loader == "memory" else
+                       DataIter(dataset.arrays[0][:n], dataset.arrays[1][:n], config.batch_size, shuffle=False,
+                                source=dataset.source))
+    return train_run(config, (train_iter, test_iter, train_eval_iter))
 
 
-_datasets = {}  # the data a sweep in this process gave it, by (release, data_dir); a worker reads its own
+def default_jobs() -> int:
+    """A worker per processor this process may use (within a container's CPU quota), as many as free memory holds;
+    one, this process, without Dask's `distributed` (the extra `cluster`)."""
+    try:
+        import psutil
+        from dask.system import cpu_count
+        from distributed.system import memory_limit  # the machine's, or a container's limit
+    except ImportError:
+        return 1
 
-
-@functools.lru_cache(maxsize=4)
-def iterators(release: str, data_dir: str | None, train_size, test_size, batch_size: int, loader: str) -> tuple:
-    """`(train_iter, test_iter, train_eval_iter)` of a run, made once per process for all its runs."""
-    dataset = _datasets.get((release, data_dir)) or load_dataset(data_dir, release)
-    train_iter, test_iter = data_iters(dataset, batch_size, loader, train_size, test_size)
-    # The last on the same float32 images (0.19 GB), unshuffled.
-    if loader == "memory":
-        return train_iter, test_iter, train_iter.unshuffled()
-    images, labels = dataset.arrays[:2]
-    return train_iter, test_iter, DataIter(images[:train_size], labels[:train_size], batch_size, shuffle=False,
-                                           source=dataset.source)
-
-
-def hold(datasets: dict) -> None:
-    """Train on these datasets, `{(release, data_dir): Dataset}`, until `release()`."""
-    _datasets.update(datasets)
-
-
-def release() -> None:
-    """Let go of every copy of the data in this process (after a sweep; on Dask, run on every worker)."""
-    iterators.cache_clear()
-    _datasets.clear()
-    fashion_mnist.clear_cache()  # the raw arrays of the files read
-    gc.collect()
+    memory = min(psutil.virtual_memory().available, memory_limit())
+    return max(1, min(cpu_count(), int(memory // WORKER_MEMORY)))
 
 
 class InlineExecutor(cf.Executor):
@@ -89,54 +80,42 @@ class InlineExecutor(cf.Executor):
         return future
 
 
-class LocalPool(cf.ProcessPoolExecutor):
-    """Up to `jobs` spawned worker processes (MXNet's engine threads do not survive a fork), each loading the
-    data once. A worker that dies breaks the pool: every run in flight fails with `BrokenProcessPool`."""
+def local_cluster(jobs: int) -> tuple:
+    """`(client, executor)` of a Dask cluster on this machine: a worker process (one thread) now, up to `jobs` as
+    the sweep scales it. A run whose worker dies goes to another once; a second death fails it (KilledWorker).
+    Workers exit with this process, however it ends, and leave Ctrl-C to it (the sweep stops them)."""
+    try:
+        import dask
+        from distributed import Client
+    except ImportError:
+        raise UserError(f"{jobs} jobs (--jobs) run on a local Dask cluster, and Dask's 'distributed' is not "
+                        f"installed: pip install 'dropout-gluon[cluster]', or use one job") from None
 
-    def __init__(self, jobs: int):
-        super().__init__(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start)
-        self.processes = set()  # ours, for kill(): the children that appeared while we submitted
-
-    def submit(self, fn, /, *args, **kwargs) -> cf.Future:
-        # The pool starts workers in here, as needed. They inherit SIGINT blocked, so that a Ctrl-C meant for
-        # the sweep waits while they load MXNet (seconds), and _start then drops it: the standard pool has no
-        # option to start them ignoring it, and without this each would print a traceback. (POSIX, as MXNet.)
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        before = set(multiprocessing.active_children())
-        try:
-            with mock.patch.dict(os.environ, WORKER_ENV):
-                return super().submit(fn, *args, **kwargs)
-        finally:
-            self.processes |= set(multiprocessing.active_children()) - before
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-    def kill(self) -> None:
-        """Stop every worker now (Ctrl-C): the runs in progress are lost, the finished ones were stored."""
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.join(5)
-        self.shutdown(wait=True)  # the pool's thread done with its pipes before a next pool makes its own
-
-
-def _start() -> None:
-    # A worker's first step. Ctrl-C is the sweep's to handle (it stops the workers): ignored, and one that came
-    # while loading is dropped. Then exit as soon as the sweep's process is gone (killed, out of memory, a
-    # closed terminal) instead of training on, orphaned: the standard pool would not notice, as every worker
-    # holds both ends of its task queue. The parent's sentinel is readable once the parent has died.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    parent = multiprocessing.parent_process()
-    threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
+    # Dask's nannies start each worker with pre-spawn-environ put in this process's environment (sweep() gives
+    # the user's back): the worker has it before it loads anything, MXNet included. Dask's threads, which start
+    # the workers, start with SIGINT blocked, and so do the workers: a terminal's Ctrl-C reaches the sweep alone.
+    # (multiprocessing unblocks it in the thread that starts its resource tracker: started here first.)
+    # memory_limit=0: no memory manager, whose per-core share can be below a run's need (see default_jobs).
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1,
+                              "distributed.nanny.pre-spawn-environ": WORKER_ENV}):
+            client = Client(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", memory_limit=0,
+                            dashboard_address="127.0.0.1:0", env=WORKER_ENV, silence_logs=logging.CRITICAL)
+    except (OSError, RuntimeError) as e:  # EMFILE, ENOMEM...: Dask's "Nanny failed to start" comes from it
+        while not isinstance(e, OSError) and (e.__cause__ or e.__context__):
+            e = e.__cause__ or e.__context__
+        raise UserError(f"cannot start a worker process: {e}") from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return client, client.get_executor(pure=False)  # pure=False: each run is a task of its own
 
 
 def dask_executor(address: str) -> tuple:
     """`(client, executor)` for the Dask scheduler at `address`, whose workers must run one thread each."""
-    try:
-        from distributed import Client
-    except ImportError:
-        raise UserError("--scheduler needs Dask's distributed; install it with "
-                        "pip install 'dropout-gluon[cluster]'") from None
+    from distributed import Client
+
     try:
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError) as e:
@@ -147,4 +126,4 @@ def dask_executor(address: str) -> tuple:
         client.close()
         raise UserError(f"the Dask workers at {address} run up to {threads} threads each, and runs sharing a "
                         f"process are not reproducible: start them with 'dask worker {address} --nthreads 1'")
-    return client, client.get_executor(pure=False)  # pure=False: a retried run is a new task
+    return client, client.get_executor(pure=False)

@@ -9,10 +9,11 @@ import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
+from unittest import mock
 
 from tqdm import tqdm
 
-from .. import numerics
+from .. import fashion_mnist, numerics
 from ..config import RunConfig, whole
 from ..data import load_dataset
 from ..errors import UserError
@@ -94,12 +95,12 @@ class Progress:
         self.bar.close()
 
 
-# Why a local worker's run ended without an answer: its process died, or its answer could not be read back.
-LOST = "a worker process died, or its answer could not be read back (e.g. an exception that does not unpickle)"
+# Why a run ended without an answer on Dask: each worker that trained it died (memory, a crash).
+LOST = "its worker process died twice while training it (out of memory?)"
 
 
 class SweepFailed(UserError):
-    """Runs of a sweep failed (the data missing on a worker, a worker lost twice...); the others are stored."""
+    """Runs of a sweep failed (a worker lost twice...); the others are stored."""
 
 
 def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/exercises",
@@ -108,11 +109,12 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
     """Run every configuration not already in the cache; return `{config: record}` for all of them.
 
     Runs go to `jobs` worker processes on this machine (1, the default: this process, so a script needs no
-    `__main__` guard; None: one per core), or to the Dask scheduler at `scheduler`; `after_run(record)` is
-    called as each is stored. The data is `dataset` if given (jobs=1 only), else the configured release and
-    folder. A run whose worker dies is retried once; failures are reported and `SweepFailed` raised at the end.
+    `__main__` guard; None: as many as the processors and memory allow, `pool.default_jobs`), or to the Dask
+    scheduler at `scheduler`; `after_run(record)` is called as each is stored. The data is `dataset` if given
+    (jobs=1 only), else the configured release and folder. A run whose worker dies is given to another once;
+    failures are reported and `SweepFailed` raised at the end.
     """
-    jobs = numerics.usable_cpus() if jobs is None else whole(jobs, "jobs")  # (None: the command line's default)
+    jobs = pool.default_jobs() if jobs is None else whole(jobs, "jobs")
     configs = list(configs)
     if dataset is not None and (scheduler or jobs > 1):
         raise UserError("dataset= is trained on in this process only: leave out jobs= and scheduler=, or leave out "
@@ -120,80 +122,51 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
     if dataset is not None and {c.data_release for c in configs} - {dataset.source.data_release}:
         raise UserError(f"the dataset passed in is the {dataset.source.data_release} release, but the configurations "
                         f"ask for another; pass data_release='{dataset.source.data_release}'")
-    client, executor = (pool.dask_executor(scheduler) if scheduler else
-                        (None, pool.InlineExecutor() if jobs == 1 else pool.LocalPool(jobs)))
-    # When a local worker dies, every run in flight fails with it. Those beside others are suspects: run
-    # again alone, one at a time, without spending an attempt, so that a crash then is theirs. A crash alone
-    # spends an attempt, and the second fails the run.
-    running, suspects, failures, attempts, broken = {}, [], [], {}, False
-
-    def failed(config: RunConfig, error: BaseException) -> None:
-        lost = isinstance(error, cf.BrokenExecutor) or type(error).__name__ == "KilledWorker"
-        attempts[config] = attempts.get(config, 0) + lost
-        again = lost and attempts[config] < 2
-        reason = LOST if isinstance(error, cf.BrokenExecutor) else _one_line(error)
-        bar.note(f"{label(config)}: {reason}" + ("; trying it once more" if again else ""))
-        if again:
-            (suspects if isinstance(error, cf.BrokenExecutor) else todo).insert(0, config)
-        else:
-            failures.append((config, reason))
-
-    try:
-        cache = RunCache(cache_dir, _numerics(client, executor))
-        keys = {c: key(c, cache.numerics) for c in configs}
-        records = {k: cache.get(c) for c, k in keys.items()}
-        # Longest first: on several workers the sweep then ends soonest (and the results do not depend on it).
-        todo = sorted({k: c for c, k in keys.items() if records[k] is None}.values(), key=_work, reverse=True)
-        bar = Progress(len(records), len(records) - len(todo), sum(map(_work, todo)), enabled=progress and bool(todo))
-        capacity = len(todo) if scheduler else 1 if jobs == 1 else min(jobs, len(todo))
-        # The folder each release is read from, checked here before any run starts; on Dask, each worker's own.
-        datasets = {} if scheduler else {(r, d): dataset or load_dataset(d, r) for r, d in
+    failures = []
+    with mock.patch.dict(os.environ):  # the user's environment back after Dask's nannies (pool.local_cluster)
+        client, executor = (pool.dask_executor(scheduler) if scheduler else
+                            pool.local_cluster(jobs) if jobs > 1 else (None, pool.InlineExecutor()))
+        try:
+            cache = RunCache(cache_dir, _numerics(client))
+            keys = {c: key(c, cache.numerics) for c in configs}
+            records = {k: cache.get(c) for c, k in keys.items()}
+            # Longest first: on several workers the sweep then ends soonest (and the results do not depend on it).
+            todo = sorted({k: c for c, k in keys.items() if records[k] is None}.values(), key=_work, reverse=True)
+            bar = Progress(len(records), len(records) - len(todo), sum(map(_work, todo)),
+                           enabled=progress and bool(todo))
+            # The folder each release is read from, checked here before any run starts; on Dask, each worker's own.
+            data = {} if scheduler else {(r, d): dataset or load_dataset(d, r) for r, d in
                                          {(c.data_release, c.data_dir) for c in todo}}
-        folders = {where: d.source.data_dir for where, d in datasets.items()}
-        pool.hold({(d.source.data_release, d.source.data_dir): d for d in datasets.values()} if jobs == 1 else {})
-        while todo or suspects or running:
-            if broken and not running:
-                executor.kill()
-                executor, broken = pool.LocalPool(jobs), False
-            while (suspects or todo) and len(running) < (1 if suspects else capacity) and not broken:
-                queue = suspects or todo
-                config = queue.pop(0)
-                try:
-                    folder = folders.get((config.data_release, config.data_dir), config.data_dir)
-                    running[executor.submit(pool.work, config.to_dict(), folder)] = config
-                except cf.BrokenExecutor:  # broken by a run that just failed: submitted again to the next pool
-                    queue.insert(0, config)
-                    broken = True
-                except OSError as e:  # a worker could not be started (EMFILE, ENOMEM, ...)
-                    failures.append((config, f"cannot start a worker process: {_one_line(e)}"))
+            if client is not None:
+                data = {where: d.source.data_dir for where, d in data.items()}
+                if not scheduler:
+                    client.cluster.scale(min(jobs, len(todo)))
+
+            def submit(config: RunConfig) -> cf.Future:
+                return executor.submit(pool.work, config.to_dict(),
+                                       data.get((config.data_release, config.data_dir), config.data_dir))
+
+            if client is None:  # each run trains as the loop comes to it
+                done = ((config, submit(config)) for config in todo)
+            else:
+                futures = {submit(config): config for config in todo}
+                done = ((futures[future], future) for future in cf.as_completed(futures))
+            for config, future in done:
+                if future.exception() is not None:
+                    error = future.exception()
+                    failures.append((config, LOST if type(error).__name__ == "KilledWorker" else _one_line(error)))
                     bar.note(f"{label(config)}: {failures[-1][1]}")
-            if not running:
-                continue
-            done = cf.wait(list(running), return_when=cf.FIRST_COMPLETED).done
-            if any(isinstance(f.exception(), cf.BrokenExecutor) for f in done):
-                done |= cf.wait(list(running)).done  # every run in flight fails with the pool, at once
-                broken = True
-            lost = [f for f in done if isinstance(f.exception(), cf.BrokenExecutor)]
-            if len(lost) > 1:
-                bar.note(f"a worker process died with {len(lost)} runs in flight: they run again, one at a time")
-            for future in done:
-                config = running.pop(future)
-                if len(lost) > 1 and future in lost:
-                    suspects.append(config)
-                elif future.exception() is not None:
-                    failed(config, future.exception())
-                else:
-                    records[keys[config]] = cache.put(config, future.result())
-                    bar.update(label(config), _work(config))
-                    if after_run is not None:
-                        after_run(records[keys[config]])
-        bar.close()
-    except BaseException:
-        _stop(client, executor, kill=True)  # Ctrl-C: every worker stops now; finished runs are stored
-        raise
-    finally:
-        pool.release()  # this process's copies of the data
-    _stop(client, executor)
+                    continue
+                records[keys[config]] = cache.put(config, future.result())
+                bar.update(label(config), _work(config))
+                if after_run is not None:
+                    after_run(records[keys[config]])
+            bar.close()
+        finally:  # Ctrl-C too: every local worker stops now, a scheduler drops the runs; finished runs are stored
+            if scheduler:
+                client.run(fashion_mnist.clear_cache, on_error="ignore")  # each worker's copy of the data
+            if client is not None:
+                client.close()
     if failures:
         config, reason = failures[0]
         raise SweepFailed(f"{len(failures)} of {len(records)} runs failed, e.g. {label(config)}: {reason}; the "
@@ -201,28 +174,15 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
     return {c: records[k] for c, k in keys.items()}
 
 
-def _numerics(client, executor) -> dict:
+def _numerics(client) -> dict:
     # The numerics record of the processes that will train the runs (theirs: threads differ from ours).
     if client is None:
-        try:
-            return executor.submit(numerics.record).result()
-        except (OSError, cf.BrokenExecutor) as e:
-            raise UserError(f"cannot start a worker process: {_one_line(e)}") from None
+        return numerics.record()
     records = client.run(numerics.record)
-    if len({json.dumps({k: v for k, v in r.items() if k != "processor"}, sort_keys=True)
-            for r in records.values()}) != 1:
+    if len({json.dumps(numerics.deciding(r), sort_keys=True) for r in records.values()}) != 1:
         raise UserError(f"the Dask workers must compute alike (the same installation and {numerics.MODE_VAR}), and "
                         f"they do not (or there are none): {sorted(map(numerics.summary, records.values()))}")
     return next(iter(records.values()))
-
-
-def _stop(client, executor, kill: bool = False) -> None:
-    if isinstance(executor, pool.LocalPool):
-        executor.kill() if kill else executor.shutdown()
-    elif client is not None:  # closing the client releases its futures: the scheduler drops their tasks
-        executor.shutdown(wait=False)
-        client.run(pool.release, on_error="ignore")  # each worker's copies of the data (`iterators` keeps them)
-        client.close()
 
 
 def _one_line(error: BaseException) -> str:
