@@ -1,14 +1,25 @@
 """The "Dropout" chapter of Dive into Deep Learning (MXNet/Gluon), runnable: `import dropout_gluon as gb`."""
-from . import numerics
+import os
+import sys
 
-ENGINE_SETTINGS = numerics.load_mxnet()  # first: MXNet reads its settings as it loads
+try:
+    from . import numerics
 
-from .config import RunConfig
-from .data import DataError, load_data_fashion_mnist, load_dataset
-from .gluon_net import get_net
-from .run import build, predict, set_seed, train, train_gluon, train_scratch
-from .scratch import ScratchNet, dropout
-from .trainer import Epoch, History, TrainingDiverged, evaluate_accuracy, sgd, train_ch3
+    ENGINE_SETTINGS = numerics.load_mxnet()  # first: MXNet reads its settings as it loads
+
+    from .config import RunConfig
+    from .data import DataError, load_data_fashion_mnist, load_dataset
+    from .gluon_net import get_net
+    from .run import build, predict, set_seed, train, train_gluon, train_scratch
+    from .scratch import ScratchNet, dropout
+    from .trainer import Epoch, History, TrainingDiverged, evaluate_accuracy, sgd, train_ch3
+except KeyboardInterrupt:  # while MXNet loads: for the command line (cli.main), one line and status 130
+    # The command line is `dropout-gluon`, or `python -m dropout_gluon`, whose argv[0] is '-m' while Python
+    # imports the package to find its __main__.
+    if os.path.basename(sys.argv[0] if sys.argv else "") not in ("dropout-gluon", "-m"):
+        raise
+    print("dropout-gluon: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)  # not sys.exit: a Ctrl-C inside MXNet's exec() of its operators makes Python exit by SIGINT
 
 __all__ = ["DataError", "Epoch", "History", "RunConfig", "ScratchNet", "TrainingDiverged", "build", "dropout",
            "evaluate_accuracy", "get_net", "load_data_fashion_mnist", "load_dataset", "predict", "set_seed", "sgd",

@@ -83,10 +83,8 @@ def test_the_mode_asked_for_or_one_line_saying_why_not():
         numerics.choose({numerics.MODE_VAR: "fast"}, {"avx"}, "x86_64")
 
 
-def test_a_configuration_is_a_plain_value_and_old_files_still_load():
+def test_a_configuration_is_a_plain_value():
     assert "numerics" not in RunConfig().to_dict()  # the mode is the process's, in the record, not the run's
-    old = {**RunConfig(model="gluon").to_dict(), "numerics": "native", "computed_with": {}, "data_folder": "/x"}
-    assert RunConfig.from_dict(old) == RunConfig(model="gluon")
 
 
 def test_portable_refuses_an_openblas_other_than_its_own(monkeypatch):
