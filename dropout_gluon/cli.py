@@ -1,12 +1,14 @@
 """The command line: `dropout-gluon train | predict | data | exercise` (also `python -m dropout_gluon ...`)."""
 from __future__ import annotations
 
+import _thread
 import argparse
 import dataclasses
 import os
 import sys
+import threading
 
-from . import data, exercises, fashion_mnist, numerics, persist, run
+from . import data, fashion_mnist, numerics, persist, run
 from .config import RunConfig
 from .download import fetch_release
 from .errors import UserError
@@ -17,7 +19,7 @@ EXAMPLES = """examples:
   dropout-gluon train                          both models, the chapter's hyperparameters, outputs in runs/
   dropout-gluon train --model gluon --epochs 10 --drop-prob1 0.5 --drop-prob2 0.2 --out runs/swapped
   dropout-gluon train --config runs/swapped/gluon/config.json     the same run again
-  dropout-gluon predict --params runs/swapped/gluon/model.params --n 10
+  dropout-gluon predict --params runs/swapped/gluon/model.params --n 10 --png swapped.png
   dropout-gluon data status                    each folder searched, its release, and the one a run uses
   dropout-gluon train --data-release first     the release every published run of the book used
   dropout-gluon exercise all --quick           the chapter's exercises on a subset of the data
@@ -26,8 +28,8 @@ numerics (DROPOUT_GLUON_NUMERICS=portable|native before the command):
   portable  the default: the same digits on every x86-64 processor with AVX (the README's)
   native    the fastest setting for this processor, and its own digits (docs/performance.md)
 """
-# train's options that set the RunConfig field of their name (--epochs: num_epochs) when given
-TRAIN_OPTIONS = ("epochs", "lr", "batch_size", "drop_prob1", "drop_prob2", "seed", "data_dir", "data_release",
+# the RunConfig fields that train's options set when given (--epochs: num_epochs)
+TRAIN_OPTIONS = ("num_epochs", "lr", "batch_size", "drop_prob1", "drop_prob2", "seed", "data_dir", "data_release",
                  "loader", "ctx")
 
 
@@ -39,6 +41,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from . import exercises  # here, not at the top: inside main's `try`, which takes a Ctrl-C as it loads
+
     parser = Parser(prog="dropout-gluon", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
                     description="The Dropout chapter of Dive into Deep Learning, runnable.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     for option, type_ in (("epochs", int), ("lr", float), ("batch-size", int), ("drop-prob1", float),
                           ("drop-prob2", float), ("seed", int)):
         field = "num_epochs" if option == "epochs" else option.replace("-", "_")
-        train.add_argument(f"--{option}", type=type_, help=f"default {defaults[field]}")
+        train.add_argument(f"--{option}", dest=field, type=type_, help=f"default {defaults[field]}")
     add_data_arguments(train, release=None)
     train.add_argument("--out", help="folder for history, plot, parameters and configuration: new, empty, or an "
                                      "earlier run's, which this one replaces (default: a new folder under runs/)")
@@ -63,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     predict = sub.add_parser("predict", help="test accuracy and a picture of predictions of a saved model")
     predict.add_argument("--params", required=True, help="a model.params written by 'dropout-gluon train'")
     predict.add_argument("--n", type=int, default=10, help="how many test images to show (1-100)")
-    predict.add_argument("--out", help="the PNG to write (default: predictions.png beside --params)")
+    predict.add_argument("--png", help="the picture to write (default: predictions.png beside --params)")
     add_data_arguments(predict, release=None)
     predict.add_argument("--ctx", choices=["cpu", "gpu"], default="cpu")
 
@@ -108,14 +112,10 @@ def run_configs(args) -> list:
     if mode is not None and mode != numerics.MODE:  # MXNet's numerics are chosen as it loads, not by a run
         note(f"{args.config} was computed in {mode} numerics and this process computes in {numerics.MODE}, so the "
              f"digits will differ; for {mode}'s, run the command with {numerics.MODE_VAR}={mode} before it")
-    given = {"num_epochs" if option == "epochs" else option: getattr(args, option) for option in TRAIN_OPTIONS
-             if getattr(args, option) is not None}
+    given = {field: getattr(args, field) for field in TRAIN_OPTIONS if getattr(args, field) is not None}
     model = args.model or ("both" if args.config is None else base.model)
-    configs = [dataclasses.replace(base, model=m, **given) for m in (("scratch", "gluon") if model == "both"
-                                                                     else (model,))]
-    for config in configs:
-        run.get_ctx(config.ctx)
-    return configs
+    return [dataclasses.replace(base, model=m, **given) for m in (("scratch", "gluon") if model == "both"
+                                                                  else (model,))]
 
 
 def note(text: str) -> None:
@@ -127,11 +127,11 @@ def cmd_train(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    found = run.predict(args.params, args.n, data_dir=args.data_dir, data_release=args.data_release, out=args.out,
+    found = run.predict(args.params, args.n, data_dir=args.data_dir, data_release=args.data_release, png=args.png,
                         ctx=args.ctx)
     for text in found.notes:
         note(text)
-    print(f"{found.kind} model {args.params}: test acc {found.test_acc:.4f} ({found.correct}/{found.total}), "
+    print(f"{found.model} model {args.params}: test acc {found.test_acc:.4f} ({found.correct}/{found.total}), "
           f"{found.data_release} release")
     print(f"predictions for {args.n} test images: {found.png}")
 
@@ -158,6 +158,8 @@ def cmd_data(args) -> None:
 
 
 def cmd_exercise(args) -> None:
+    from . import exercises
+
     names = exercises.EXERCISES if args.name == "all" else [args.name]
     try:
         results = exercises.run_all(names, quick=args.quick, seeds=args.seeds, epochs=args.epochs, model=args.model,
@@ -172,12 +174,23 @@ def cmd_exercise(args) -> None:
         print(f"wrote {result.table_path} and {', '.join(map(str, result.plots))}\n", flush=True)
 
 
+def interrupt_again(unraisable) -> None:
+    """sys.unraisablehook: a Ctrl-C that lands in a finalizer (MXNet frees its arrays in `__del__`, all through
+    training) would be printed and dropped, and the command would go on: interrupt again once the finalizer is
+    done (at once, it would land in this hook and be dropped too)."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        threading.Timer(0.01, _thread.interrupt_main).start()
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
 def main(argv=None) -> int:
-    commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": cmd_exercise}
-    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show '±' gets '?', not a traceback
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="replace")
-    try:
+    hook, sys.unraisablehook = sys.unraisablehook, interrupt_again
+    try:  # first: a Ctrl-C from here on is one line (before, the package's __init__ takes it)
+        commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": cmd_exercise}
+        for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show '±' gets '?', not a traceback
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="replace")
         args = parse_args(argv)
         commands[args.command](args)
     except UserError as e:  # one class: a ValueError of any other kind is a bug, and keeps its traceback
@@ -195,4 +208,6 @@ def main(argv=None) -> int:
     except OSError as e:  # e.g. a full disk, or a file that cannot be read: what happened, to which file
         print(f"dropout-gluon: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 2
+    finally:
+        sys.unraisablehook = hook
     return 0

@@ -19,8 +19,6 @@ drop_prob1, drop_prob2 = 0.2, 0.5
 num_hiddens1, num_hiddens2 = 256, 256
 
 MODELS = ("scratch", "gluon")
-# What a config.json holds beside the fields (persist.save_config), and what older ones held.
-SAVED_BESIDE = ("data", "numerics", "data_folder", "computed_with")
 LOADERS = ("memory", "gluon")
 CONTEXT = re.compile(r"(cpu|gpu)(?:\((\d+)\))?")
 
@@ -87,10 +85,10 @@ class RunConfig:
             if getattr(self, name) is not None:
                 set_(name, whole(getattr(self, name), name))
         set_("data_release", check_release(self.data_release))
-        if self.data_dir is not None:
+        if self.data_dir is not None:  # absolute: a config.json names the same folder wherever it is run from
             if not isinstance(self.data_dir, (str, os.PathLike)):
                 raise UserError(f"data_dir must be a folder's path (a string), got {self.data_dir!r}")
-            set_("data_dir", os.fspath(self.data_dir))
+            set_("data_dir", os.path.abspath(os.path.expanduser(self.data_dir)))
         set_("loader", one_of(self.loader, "loader", LOADERS))
         ctx = CONTEXT.fullmatch(str(self.ctx))
         if not ctx:
@@ -98,11 +96,14 @@ class RunConfig:
         set_("ctx", f"{ctx[1]}({ctx[2] or 0})")
 
     def context(self):
-        """The MXNet context to train on."""
+        """The MXNet context to train on, or a UserError saying why a GPU cannot be used."""
         import mxnet as mx
 
-        kind, index = CONTEXT.fullmatch(self.ctx).groups()
-        return mx.Context(kind, int(index))
+        device, index = CONTEXT.fullmatch(self.ctx).groups()
+        if device == "gpu" and mx.context.num_gpus() == 0:
+            raise UserError("--ctx gpu: this MXNet sees no GPU (a CPU-only build, or no CUDA device); "
+                            "install a CUDA build of MXNet 1.9.1 (e.g. mxnet-cu112) or use --ctx cpu")
+        return mx.Context(device, int(index))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -112,7 +113,7 @@ class RunConfig:
         """A configuration from `to_dict`'s output (e.g. a config.json); a ValueError names a key it does not know."""
         fields = [f.name for f in dataclasses.fields(cls)]
         for name in values:
-            if name not in fields and name not in SAVED_BESIDE:
+            if name not in fields:
                 close = difflib.get_close_matches(str(name), fields, n=1)
                 raise UserError(f"unknown configuration key {name!r}" + (f" (did you mean {close[0]!r}?)" if close
                                  else "") + f"; the keys are {', '.join(fields)}")

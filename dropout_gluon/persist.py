@@ -1,9 +1,10 @@
-"""A run's folder and files: models (either kind), histories, configurations, each file written atomically."""
+"""A run's folder and files: either model's parameters, histories, configurations, each written atomically."""
 from __future__ import annotations
 
 import contextlib
 import csv
 import datetime
+import fcntl
 import io
 import itertools
 import json
@@ -20,7 +21,6 @@ from .config import MODELS, RunConfig
 from .errors import UserError
 from .fashion_mnist import RELEASES, Source
 from .gluon_net import get_net
-from .numerics import MODES
 from .scratch import ScratchNet, num_inputs, num_outputs
 from .trainer import Epoch, History
 
@@ -30,6 +30,7 @@ SCRATCH_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3"]
 CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS = (
     "config.json", "history.json", "history.csv", "model.params", "curves.png", "predictions.png")
 RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS)
+LOCK = ".lock"  # in a run's folder: held by the training that writes there
 RUN_TEMP = re.compile(r"\.[\w.]+\.tmp[\w.]*")  # what atomic_write leaves behind if the process is killed
 
 
@@ -44,6 +45,11 @@ def atomic_write(path: os.PathLike | str, write: Callable[[str], None]) -> Path:
     try:
         write(str(tmp))
         os.replace(tmp, path)
+    except OSError as e:  # (a full disk, say) named by the file asked for, not its temp file
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    except mx.base.MXNetError as e:  # how MXNet's writes fail, a full disk's too: 'FileStream.Write incomplete'
+        raise OSError(None, f"MXNet could not write it ({str(e).splitlines()[-1].split(': ')[-1]})",
+                      str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -73,15 +79,23 @@ def check_out(out: str | None) -> Path | None:
     return None if out is None else folder
 
 
-def start_run(out: Path | None) -> Path:
-    """The run's folder, made as training starts: `out`, emptied of an earlier run, or a new one under runs/."""
-    if out is None:
-        return _new_stamped(Path("runs"))
-    if out.is_dir():
-        for path in _earlier_run(out):
+@contextlib.contextmanager
+def run_folder(out: Path | None):
+    """The run's folder, made as training starts and locked while it lasts: `out`, emptied of an earlier
+    run, or a new one under runs/. A UserError, touching nothing, if another training holds `out`."""
+    folder = _new_stamped(Path("runs")) if out is None else out
+    folder.mkdir(parents=True, exist_ok=True)  # (a symlink to a folder stays one: its target is written)
+    # flock: the kernel releases it when the process ends, however it ends, so no lock is ever stale. The file
+    # stays: deleting it would let a run lock the deleted file while the next one locks a new file of its name.
+    with open(folder / LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"--out {folder} is in use: another training is writing there now; let it finish, "
+                            f"or choose another folder") from None
+        for path in _earlier_run(folder):
             path.rmdir() if path.is_dir() else path.unlink()
-    out.mkdir(parents=True, exist_ok=True)  # (a symlink to a folder stays one: its target is written)
-    return out
+        yield folder
 
 
 def _new_stamped(parent: Path) -> Path:
@@ -102,10 +116,12 @@ def _earlier_run(out: Path) -> list:
     for entry in out.iterdir():
         model = entry.name in MODELS and entry.is_dir() and not entry.is_symlink()
         for path in entry.iterdir() if model else [entry]:
-            if path.is_dir() or not (path.name in (RUN_FILES if model else (CURVES,)) or RUN_TEMP.fullmatch(path.name)):
+            if path.is_dir() or not (path.name in (RUN_FILES if model else (CURVES, LOCK))
+                                     or RUN_TEMP.fullmatch(path.name)):
                 raise UserError(f"--out {out} holds {path}, which is not a file of a run; choose a new or empty "
                                 f"folder (or one that 'train' wrote, which a rerun replaces whole)")
-            found.append(path)
+            if path.name != LOCK:  # it stays (run_folder)
+                found.append(path)
         found += [entry] if model else []
     return found
 
@@ -113,9 +129,7 @@ def _earlier_run(out: Path) -> list:
 def save_history(history: History, folder: Path, record: dict) -> None:
     """`history.json` and `history.csv` in `folder`, one row an epoch, labelled with the data and numerics record."""
     # The label on every row: a row copied elsewhere still says which data its numbers came from, and how.
-    source = history.source
-    label = {**({"data_release": source.data_release, "data_dir": source.data_dir} if source else {}),
-             **record}
+    label = {**history.source._asdict(), **record}
     rows = [{**e._asdict(), **label} for e in history]
     write_text(folder / HISTORY_JSON, json.dumps(rows, indent=1) + "\n")
     buffer = io.StringIO()
@@ -128,8 +142,7 @@ def save_history(history: History, folder: Path, record: dict) -> None:
 def save_config(config: RunConfig, source: Source, folder: Path, record: dict) -> Path:
     """`config.json`: the run's configuration (rerun it with 'train --config'), the data it read and the
     numerics record."""
-    data = {"data_release": source.data_release, "data_dir": source.data_dir}
-    return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data": data, "numerics": record},
+    return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data": source._asdict(), "numerics": record},
                                                   indent=1) + "\n")
 
 
@@ -138,10 +151,10 @@ def load_config(path: os.PathLike | str) -> tuple:
     values = read_json(path, "configuration")
     if not isinstance(values, dict):
         raise UserError(f"{path} holds no configuration; pass a config.json that 'dropout-gluon train' wrote")
-    values.pop("data", None)
-    record = values.pop("numerics", None)  # the record (a mode's name in older files): not a setting of the run
-    mode = record.get("mode") if isinstance(record, dict) else record
-    return RunConfig.from_dict(values), mode if mode in MODES else None
+    values.pop("data", None)  # what the run read, and how it computed: not settings of the run
+    record = values.pop("numerics", None)
+    mode = record.get("mode") if isinstance(record, dict) else None  # a GPU run's record has none
+    return RunConfig.from_dict(values), mode
 
 
 def read_json(path: os.PathLike | str, what: str):
@@ -162,7 +175,7 @@ def save_model(net, path: os.PathLike | str) -> Path:
 
 
 def load_model(path: os.PathLike | str, ctx=None):
-    """Load a model saved by `save_model`, telling the kind from the names inside; returns `(net, kind)`."""
+    """Load a model saved by `save_model`, telling which model from the names inside; returns `(net, model)`."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no parameters file at {path}; pass the model.params that 'dropout-gluon train' wrote")
@@ -173,10 +186,10 @@ def load_model(path: os.PathLike | str, ctx=None):
                              f"train again with 'dropout-gluon train'") from None
     names = sorted(arrays) if isinstance(arrays, dict) else []
     if names == sorted(SCRATCH_NAMES):
-        kind, shapes = "scratch", [arrays[name].shape for name in SCRATCH_NAMES]
+        model, shapes = "scratch", [arrays[name].shape for name in SCRATCH_NAMES]
     elif len(names) == 6 and all(k.endswith((".bias", ".weight")) for k in names):
         # Sorted, each Dense layer's bias then weight; Gluon stores a weight as (out, in), the scratch one (in, out).
-        kind, shapes = "gluon", [arrays[k].shape[::-1] for w, b in zip(names[1::2], names[::2]) for k in (w, b)]
+        model, shapes = "gluon", [arrays[k].shape[::-1] for w, b in zip(names[1::2], names[::2]) for k in (w, b)]
     else:
         raise ModelFileError(f"{path} holds {', '.join(names) or 'unnamed arrays'}: neither the scratch model's "
                              f"W1 ... b3 nor the Gluon model's three Dense layers")
@@ -184,17 +197,17 @@ def load_model(path: os.PathLike | str, ctx=None):
     if n1 < 1 or n2 < 1 or shapes != [(num_inputs, n1), (n1,), (n1, n2), (n2,), (n2, num_outputs), (num_outputs,)]:
         raise ModelFileError(f"{path} has shapes {shapes}, which do not fit the chapter's MLP "
                              f"(784 inputs, two hidden layers, 10 outputs)")
-    if kind == "scratch":
+    if model == "scratch":
         params = [arrays[name].as_in_context(ctx or mx.cpu()) for name in SCRATCH_NAMES]
         for param in params:
             param.attach_grad()
-        return ScratchNet(params=params), kind
+        return ScratchNet(params=params), model
     net = get_net(num_hiddens1=n1, num_hiddens2=n2)
     try:
         net.load_parameters(str(path), ctx=ctx)
     except (AssertionError, mx.base.MXNetError, ValueError) as e:
         raise ModelFileError(f"{path} does not load into the Gluon model: {str(e).splitlines()[0]}") from None
-    return net, kind
+    return net, model
 
 
 def trained_with(params: os.PathLike | str) -> tuple:
@@ -202,9 +215,6 @@ def trained_with(params: os.PathLike | str) -> tuple:
     try:
         saved = read_json(Path(params).parent / CONFIG, "configuration")
         release, record = saved.get("data_release"), saved.get("numerics")
-        record = record if isinstance(record, dict) else saved.get("computed_with")  # (its older name)
     except (UserError, AttributeError):
         return None, None
-    if isinstance(record, dict) and "numerics" in record:  # older files named the mode "numerics"
-        record = {"mode" if k == "numerics" else k: v for k, v in record.items()}
     return release if release in RELEASES else None, record if isinstance(record, dict) else None

@@ -100,35 +100,21 @@ def train(config: RunConfig, data_iters: tuple | None = None, *, history: Histor
     return model.net, history
 
 
-def _chapter_experiment(model: str, doc: str) -> Callable:
-    # train_scratch and train_gluon: the chapter's two experiments, one definition.
-    def experiment(num_epochs: int = defaults.num_epochs, lr: float = defaults.lr,
-                   batch_size: int = defaults.batch_size, drop_prob1: float = defaults.drop_prob1,
-                   drop_prob2: float = defaults.drop_prob2, *, seed: int | None = 0, data_dir=None,
-                   data_release: str = DEFAULT_RELEASE, loader: str = "memory", ctx=None,
-                   data_iters: tuple | None = None, log: Callable[[str], None] | None = print,
-                   on_epoch: Callable[[Epoch], None] | None = None) -> tuple:
-        config = RunConfig(model, num_epochs, lr, batch_size, drop_prob1, drop_prob2, seed=seed, data_dir=data_dir,
-                           data_release=data_release, loader=loader, ctx="cpu" if ctx is None else ctx)
-        return train(config, data_iters, on_epoch=on_epoch, log=log)
-
-    experiment.__name__ = experiment.__qualname__ = f"train_{model}"
-    experiment.__doc__ = doc
-    return experiment
+def train_scratch(num_epochs: int = defaults.num_epochs, lr: float = defaults.lr, batch_size: int = defaults.batch_size,
+                  drop_prob1: float = defaults.drop_prob1, drop_prob2: float = defaults.drop_prob2, *,
+                  data_iters: tuple | None = None, log: Callable[[str], None] | None = print, **config) -> tuple:
+    """Train a fresh from-scratch `net`; return `(net, history)`. `config`: RunConfig's other fields (seed=0,
+    data_dir, data_release, loader, ctx, ...). The same seed gives the same history."""
+    return train(RunConfig("scratch", num_epochs, lr, batch_size, drop_prob1, drop_prob2, **config), data_iters,
+                 log=log)
 
 
-train_scratch = _chapter_experiment("scratch", "Train a fresh from-scratch `net`; return `(net, history)`. "
-                                               "The same seed gives the same history.")
-train_gluon = _chapter_experiment("gluon", "Train a fresh Gluon `nn.Sequential` with `nn.Dropout`; return "
-                                           "`(net, history)`. The same seed gives the same history.")
-
-
-def get_ctx(name: str):
-    """The MXNet context `name` names, or a UserError saying why a GPU cannot be used."""
-    if name.startswith("gpu") and mx.context.num_gpus() == 0:
-        raise UserError("--ctx gpu: this MXNet sees no GPU (a CPU-only build, or no CUDA device); "
-                        "install a CUDA build of MXNet 1.9.1 (e.g. mxnet-cu112) or use --ctx cpu")
-    return RunConfig(ctx=name).context()
+def train_gluon(num_epochs: int = defaults.num_epochs, lr: float = defaults.lr, batch_size: int = defaults.batch_size,
+                drop_prob1: float = defaults.drop_prob1, drop_prob2: float = defaults.drop_prob2, *,
+                data_iters: tuple | None = None, log: Callable[[str], None] | None = print, **config) -> tuple:
+    """Train a fresh Gluon `nn.Sequential` with `nn.Dropout`; return `(net, history)`, as `train_scratch`."""
+    return train(RunConfig("gluon", num_epochs, lr, batch_size, drop_prob1, drop_prob2, **config), data_iters,
+                 log=log)
 
 
 def train_models(configs: list, out: str | None = None, *, log: Callable[[str], None] = print) -> Path:
@@ -136,47 +122,57 @@ def train_models(configs: list, out: str | None = None, *, log: Callable[[str], 
     train' does, printing the book's lines through `log`; returns the run's folder."""
     for config in configs:  # before anything is read or written
         numerics.check(config.ctx)
+        config.context()  # a GPU that this MXNet cannot use
     out = persist.check_out(out)
     first = configs[0]  # the models share the data (what RunConfig says of it is the same for both)
     dataset = load_dataset(first.data_dir, first.data_release)
-    train_iter, test_iter = make_iters(dataset, first.batch_size, first.loader, first.train_size, first.test_size)
+    data_iters = make_iters(dataset, first.batch_size, first.loader, first.train_size, first.test_size)
     log(f"# data: {dataset.source}")
     log(f"# numerics: {numerics.summary(numerics.record(first.ctx))}")
     if numerics.FALLBACK:
         print(f"dropout-gluon: note: {numerics.FALLBACK}", file=sys.stderr)
-    out, histories = persist.start_run(out), {}  # the earlier run there is deleted now, not before
-    for config in configs:
-        title, folder = TITLES[config.model], out / config.model
-        folder.mkdir()
-        record = numerics.record(config.ctx)  # how this process computes the run
-        persist.save_config(config, dataset.source, folder, record)
-        log(f"# {title}: epochs {config.num_epochs}, lr {config.lr}, batch size {config.batch_size}, drop_prob1 "
-            f"{config.drop_prob1}, drop_prob2 {config.drop_prob2}, seed {config.seed}")
-        history = histories[title] = History(source=dataset.source)
-        save = lambda *_, history=history, folder=folder, record=record: persist.save_history(  # noqa: E731
-            history, folder, record)
-        save()  # and after every epoch: a run stopped in any way keeps its finished epochs
-        try:
-            net, _ = train(config, (BatchProgress(train_iter, f"{title} train") if sys.stderr.isatty() else train_iter,
-                                    test_iter), history=history, log=log, on_epoch=save)
-        except TrainingDiverged as e:
-            e.args = (f"{e}; the history of the epochs before is in {folder}",)
-            raise
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"interrupted; the finished epochs' history is in {folder}") from None
-        persist.save_model(net, folder / persist.PARAMS)
-        plot_history({title: history}, folder / persist.CURVES)
-        log(f"# {title}: {sum(history.column('seconds')):.1f} s; history, {persist.CURVES}, {persist.PARAMS} and "
-            f"{persist.CONFIG} in {folder}")
-    if len(histories) > 1:
-        log(f"# both models' curves: {plot_history(histories, out / persist.CURVES)}")
+    with persist.run_folder(out) as out:  # an earlier run there is deleted now, not before
+        histories = {TITLES[config.model]: _train_into(out / config.model, config, dataset.source, data_iters, log)
+                     for config in configs}
+        if len(histories) > 1:
+            log(f"# both models' curves: {plot_history(histories, out / persist.CURVES)}")
     return out
 
 
+def _train_into(folder: Path, config: RunConfig, source, data_iters: tuple, log: Callable[[str], None]) -> History:
+    # One model of 'dropout-gluon train': its configuration, then its history after every epoch (a run stopped
+    # in any way keeps its finished epochs), then its parameters and curves.
+    title, (train_iter, test_iter) = TITLES[config.model], data_iters
+    folder.mkdir()
+    record = numerics.record(config.ctx)  # how this process computes the run
+    persist.save_config(config, source, folder, record)
+    log(f"# {title}: epochs {config.num_epochs}, lr {config.lr}, batch size {config.batch_size}, drop_prob1 "
+        f"{config.drop_prob1}, drop_prob2 {config.drop_prob2}, seed {config.seed}")
+    history = History(source=source)
+    persist.save_history(history, folder, record)
+    try:
+        net, _ = train(config, (BatchProgress(train_iter, f"{title} train") if sys.stderr.isatty() else train_iter,
+                                test_iter), history=history, log=log,
+                       on_epoch=lambda _: persist.save_history(history, folder, record))
+        persist.save_model(net, folder / persist.PARAMS)
+        plot_history({title: history}, folder / persist.CURVES)
+    except TrainingDiverged as e:
+        e.args = (f"{e}; the history of the epochs before is in {folder}",)
+        raise
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted; the finished epochs' history is in {folder}") from None
+    except OSError as e:  # e.g. a full disk
+        raise UserError(f"cannot write {e.filename}: {e.strerror}; {folder} keeps the history saved until then; "
+                        f"make room (is the disk full?) and train again") from None
+    log(f"# {title}: {sum(history.column('seconds')):.1f} s; history, {persist.CURVES}, {persist.PARAMS} and "
+        f"{persist.CONFIG} in {folder}")
+    return history
+
+
 class Prediction(NamedTuple):
-    """What `predict` found: the model's kind, its test accuracy (`correct` of `total`), the PNG it drew, and
+    """What `predict` found: which model, its test accuracy (`correct` of `total`), the PNG it drew, and
     `notes` on why the accuracy may not be the one training reported (another release, other numerics)."""
-    kind: str
+    model: str
     test_acc: float
     correct: int
     total: int
@@ -186,17 +182,17 @@ class Prediction(NamedTuple):
 
 
 def predict(params: os.PathLike | str, n: int = 10, *, data_dir=None, data_release: str | None = None,
-            out: os.PathLike | str | None = None, ctx="cpu") -> Prediction:
+            png: os.PathLike | str | None = None, ctx="cpu") -> Prediction:
     """Test a saved model on `data_release` (default: the one it was trained on), and draw its predictions for
-    the first `n` test images into `out` (default: predictions.png beside `params`)."""
+    the first `n` test images into `png` (default: predictions.png beside `params`)."""
     if not 1 <= n <= 100:
         raise UserError(f"--n must be between 1 and 100, got {n}")
-    ctx, params = get_ctx(ctx), Path(params)
-    out = Path(out) if out else params.parent / persist.PREDICTIONS
-    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise UserError(f"cannot write --out {out}: it is a folder, or its folder does not exist or is not "
-                        f"writable; give a .png file path")
-    net, kind = persist.load_model(params, ctx)
+    ctx, params = RunConfig(ctx=ctx).context(), Path(params)
+    png = Path(png) if png else params.parent / persist.PREDICTIONS
+    if png.is_dir() or not png.parent.is_dir() or not os.access(png.parent, os.W_OK):
+        raise UserError(f"cannot write --png {png}: it is a folder, or its folder does not exist or is not "
+                        f"writable; give a .png file's path")
+    net, model = persist.load_model(params, ctx)
     trained_on, trained = persist.trained_with(params)
     release, here, notes = data_release or trained_on or DEFAULT_RELEASE, numerics.record(str(ctx)), []
     _, _, test_images, test_labels = load_dataset(data_dir, release).arrays
@@ -212,6 +208,5 @@ def predict(params: os.PathLike | str, n: int = 10, *, data_dir=None, data_relea
                      f"computes with ({numerics.summary(here)}); its predictions may differ in the last digits")
     acc = evaluate_accuracy(ToContext(DataIter(test_images, test_labels, 256, shuffle=False), ctx), net)
     X, y = next(iter(ToContext(DataIter(test_images[:n], test_labels[:n], n, shuffle=False), ctx)))
-    png = show_predictions(X.asnumpy()[:, 0], y.asnumpy().astype(int), net(X).argmax(axis=1).asnumpy().astype(int),
-                           out)
-    return Prediction(kind, acc, round(acc * len(test_labels)), len(test_labels), release, png, notes)
+    show_predictions(X.asnumpy()[:, 0], y.asnumpy().astype(int), net(X).argmax(axis=1).asnumpy().astype(int), png)
+    return Prediction(model, acc, round(acc * len(test_labels)), len(test_labels), release, png, notes)

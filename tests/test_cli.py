@@ -2,23 +2,26 @@
 
 - every bad training input: one line, exit status 2, nothing written; only user errors are one line (a bug
   keeps its traceback); --out checked before the data is read, and a rerun into it replaces the earlier run
-  whole (issue 16, findings 3 and 4); a run writes in place in --out as it goes: `.`, a symlink's target, an
-  earlier run's folder, and a run killed by SIGTERM keeps its epochs there; a run that fails before training
-  leaves no folder; a config of another numerics mode; read errors; a terminal that cannot show the tables'
-  characters (issue 21); missing data; a bad chosen data
-  folder (missing, incomplete, corrupt, mixed releases) for every command; the first release asked for
-  where only the final is there;
+  whole; a second training into an --out where one is training is refused, touching nothing; a run writes in
+  place in --out as it goes: `.`, a symlink's target, an earlier run's folder, and a run killed by SIGTERM
+  keeps its epochs there; a run that fails before training leaves no folder; a full disk; a relative
+  --data-dir, its config.json trained from another folder; a config of another numerics mode; read errors; a
+  terminal that cannot show the tables' characters; missing data; a bad chosen data folder (missing,
+  incomplete, corrupt, mixed releases) for every command; the first release asked for where only the final
+  is there;
 - the first release's test labels left beside Debian's copy: the final release is used whole (the defect
   of files verified one by one);
 - `make run` itself: its history equals tests/golden/make_run.json to the last digit, and so do the README's
   lines; every file written,
   naming the data release and folder; `--config` trains a saved run again;
 - saved models predict their own test accuracy, and say so when tested on another release; foreign or
-  broken parameter files; divergence (status 3) and Ctrl-C (status 130) keep the finished epochs;
-  the batch progress bar; output into a closed pipe.
+  broken parameter files; divergence (status 3) and Ctrl-C (status 130) keep the finished epochs, and
+  Ctrl-C at any moment of a command is one line and status 130; the batch progress bar; output into a closed
+  pipe.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -85,8 +88,8 @@ def test_bad_training_input(tmp_path, args, words):
 
 
 def test_out_is_checked_before_the_data_is_read(tmp_path):
-    # Issue 16, finding 4: on a machine without the data, the --out that cannot be written is what is reported
-    # (it is checked first), for train as for exercise (which checked it only after the whole sweep).
+    # On a machine without the data, the --out that cannot be written is what is reported (it is checked
+    # first), for train as for exercise (before the whole sweep, not after it).
     (tmp_path / "a-file").write_text("")
     for command in (["train", "--epochs", "1"], ["exercise", "swap", "--quick", "--cache", tmp_path / "cache"]):
         result = cli(*command, "--out", tmp_path / "a-file" / "out", isolated=tmp_path / "empty")
@@ -107,36 +110,70 @@ def test_out_is_checked_before_the_data_is_read(tmp_path):
 
 
 def test_a_rerun_into_the_same_out_replaces_the_whole_run(tmp_path, real_data):
-    # Issue 16, finding 4: the second run's files only, never two runs' side by side; a rerun that stops before
-    # writing anything (here: no data) leaves the previous run as it was; nothing is left beside --out.
+    # The second run's files only, never two runs' side by side (the lock file stays: persist.run_folder); a
+    # rerun that stops before writing anything (here: no data) leaves the previous run as it was; nothing is
+    # left beside --out.
     out = tmp_path / "x"
     assert cli("train", "--epochs", "1", "--out", out).returncode == 0
-    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "gluon", "scratch"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "curves.png", "gluon", "scratch"]
     result = cli("train", "--model", "gluon", "--epochs", "2", "--out", out)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["gluon"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "gluon"]
     assert len(json.loads((out / "gluon" / "history.json").read_text())) == 2
     assert_one_line_error(cli("train", "--out", out, "--data-dir", tmp_path / "none"), "does not exist")
-    assert sorted(p.name for p in out.iterdir()) == ["gluon"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "gluon"]
     assert json.loads((out / "gluon" / "config.json").read_text())["num_epochs"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
 
 
+def files(folder: Path) -> dict:
+    """Every file under `folder`, by path, with its bytes."""
+    return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_second_training_into_a_busy_out_is_refused_and_the_first_completes(tmp_path, real_data):
+    # Two terminals, or a cell run twice: the second run must not delete the first one's files as it trains.
+    # The first is stopped (SIGSTOP) while the second runs, so the second meets it training, whatever the speeds.
+    out = tmp_path / "out"
+    first = subprocess.Popen([sys.executable, "-m", "dropout_gluon", "train", "--model", "gluon", "--epochs", "2",
+                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, **PACKAGE_ENV})
+    for line in first.stdout:
+        if line.startswith("# Gluon: epochs"):  # its folder is made and locked, and it trains
+            break
+    first.send_signal(signal.SIGSTOP)
+    try:
+        before = files(out)
+        second = cli("train", "--model", "scratch", "--epochs", "1", "--seed", "1", "--out", out)
+        assert_one_line_error(second, f"--out {out} is in use", "another training")
+        assert second.stdout.count("\n") == 2  # its data and numerics lines: it stopped before training
+        assert files(out) == before
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "gluon"]
+    assert sorted(p.name for p in (out / "gluon").iterdir()) == [
+        "config.json", "curves.png", "history.csv", "history.json", "model.params"]
+    assert [e["epoch"] for e in json.loads((out / "gluon" / "history.json").read_text())] == [1, 2]
+    assert json.loads((out / "gluon" / "config.json").read_text())["seed"] == 0
+
+
 def test_out_may_be_the_working_folder_and_a_rerun_from_inside_a_run_replaces_it(tmp_path, real_data):
-    # Issue 21: `--out .` trained fully, then failed ("Device or resource busy"), the run hidden in a
-    # `..XXXX.partial` folder inside `.`; so did training again from inside a run's folder.
+    # The run writes into the folder itself (`.` cannot be renamed or swapped), and a rerun from inside it
+    # replaces the run in place.
     run = tmp_path / "run"
     run.mkdir()
     for model in ("gluon", "scratch"):
         result = cli("train", "--model", model, "--epochs", "1", "--out", ".", cwd=run)
         assert result.returncode == 0, result.stderr
-        assert sorted(p.name for p in run.iterdir()) == [model]  # the second run replaced the first
+        assert sorted(p.name for p in run.iterdir()) == [".lock", model]  # the second run replaced the first
         assert len(json.loads((run / model / "history.json").read_text())) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_a_symlinked_out_writes_into_its_target(tmp_path, real_data):
-    # Issue 21: the link was replaced by a real folder, and the folder it pointed to (a big disk) never written.
+    # The folder it points to (a big disk, say) is written, and the link stays a link.
     target, link = tmp_path / "disk" / "runs", tmp_path / "link"
     target.mkdir(parents=True)
     link.symlink_to(target)
@@ -147,7 +184,8 @@ def test_a_symlinked_out_writes_into_its_target(tmp_path, real_data):
 
 
 def test_sigterm_keeps_the_finished_epochs_in_out(tmp_path, real_data):
-    # Issue 21: what `timeout`, Slurm and a closed terminal send; the epochs stayed in a hidden folder beside --out.
+    # What `timeout`, Slurm and a closed terminal send: the finished epochs are in --out itself, and the run's
+    # lock went with the process (the kernel's), so the folder can be trained into again.
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "dropout_gluon", "train", "--model", "scratch", "--epochs", "50",
                                 "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -163,16 +201,78 @@ def test_sigterm_keeps_the_finished_epochs_in_out(tmp_path, real_data):
     history = json.loads((out / "scratch" / "history.json").read_text())
     assert len(history) >= 1 and [e["epoch"] for e in history] == list(range(1, len(history) + 1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with open(out / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-@pytest.mark.parametrize("saved", ["a mode (older files)", "the numerics record"])
-def test_a_configuration_of_another_numerics_mode_is_trained_in_this_ones_with_a_note(tmp_path, saved):
-    # Issue 21: no self-restart; the note says how to get the configuration's digits.
+FULL_DISK_ERROR = ('Traceback (most recent call last):\n  File "../3rdparty/dmlc-core/src/io/local_filesys.cc", '
+                   'line 38\nMXNetError: Check failed: std: :fwrite(ptr, 1, size, fp_) == size: FileStream.Write '
+                   'incomplete')  # what MXNet 1.9.1 raises when a file system is full
+
+
+def assert_full_disk_error(stderr: str, folder: Path):
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    assert stderr.startswith(f"dropout-gluon: error: cannot write {folder / 'model.params'}: MXNet could not write it "
+                             f"(FileStream.Write incomplete); {folder} keeps the history saved until then; make room")
+    assert len(json.loads((folder / "history.json").read_text())) == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "history.csv", "history.json"]  # no temp file
+
+
+def test_a_full_disk_while_saving_the_model_is_one_line(tmp_path, real_data):
+    # A file system just big enough for the configuration and the history, not for the model's parameters.
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], capture_output=True,
+                             text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here (root's): {mounted.stderr.strip()}")
+    try:
+        result = cli("train", "--model", "gluon", "--epochs", "1", "--out", disk / "run")
+        assert result.returncode == 2, result.stderr
+        assert_full_disk_error(result.stderr, disk / "run" / "gluon")
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_failed_write_of_the_model_is_one_line(monkeypatch, capsys, tmp_path, real_data):
+    # What MXNet raises on a full disk, at the save itself: the message, wherever a small disk cannot be mounted.
+    import mxnet as mx
+
+    from dropout_gluon import cli as command_line
+    from dropout_gluon import persist
+
+    def full_disk(*args):
+        raise mx.base.MXNetError(FULL_DISK_ERROR)
+
+    monkeypatch.setattr(persist.nd, "save", full_disk)  # where the scratch model is saved
+    assert command_line.main(["train", "--model", "scratch", "--epochs", "1", "--out", str(tmp_path)]) == 2
+    assert_full_disk_error(capsys.readouterr().err, tmp_path / "scratch")
+
+
+def test_a_relative_data_dir_is_saved_absolute_and_its_config_trains_from_anywhere(tmp_path, real_dataset):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    (work / "data").symlink_to(real_dataset.source.data_dir)
+    result = cli("train", "--model", "gluon", "--epochs", "1", "--data-dir", "data", "--out", "run", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((work / "run" / "gluon" / "config.json").read_text())["data_dir"] == str(work.resolve() / "data")
+    result = cli("train", "--config", Path("..") / "work" / "run" / "gluon" / "config.json", "--out", "again",
+                 cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    again, first = (json.loads((folder / "gluon" / "history.json").read_text()) for folder in (elsewhere / "again",
+                                                                                              work / "run"))
+    assert [e["loss"] for e in again] == [e["loss"] for e in first]
+
+
+def test_a_configuration_of_another_numerics_mode_is_trained_in_this_ones_with_a_note(tmp_path):
+    # MXNet's numerics are chosen as it loads, so this process trains in its own mode; the note says how to get
+    # the configuration's digits.
     from dropout_gluon import numerics
 
     other = "native" if numerics.MODE == "portable" else "portable"
-    record = other if saved.startswith("a mode") else {"mode": other, "blas_kernel": "Haswell"}
-    (tmp_path / "config.json").write_text(json.dumps({"model": "gluon", "numerics": record}))
+    (tmp_path / "config.json").write_text(json.dumps({"model": "gluon", "numerics": {"mode": other,
+                                                                                     "blas_kernel": "Haswell"}}))
     result = cli("train", "--config", tmp_path / "config.json", "--epochs", "0", **{numerics.MODE_VAR: numerics.MODE})
     note, error = result.stderr.splitlines()
     assert f"computed in {other} numerics and this process computes in {numerics.MODE}" in note
@@ -181,7 +281,7 @@ def test_a_configuration_of_another_numerics_mode_is_trained_in_this_ones_with_a
 
 
 def test_a_read_error_says_what_happened(monkeypatch, capsys, tmp_path):
-    # Issue 21: every OSError was reported as "cannot write <file>", read errors too.
+    # An OSError says what happened (here a read), to which file: not always "cannot write".
     from dropout_gluon import cli as command_line
     from dropout_gluon import run
 
@@ -191,8 +291,8 @@ def test_a_read_error_says_what_happened(monkeypatch, capsys, tmp_path):
 
 
 def test_a_terminal_that_cannot_show_the_tables_characters(tmp_path, real_data):
-    # Issue 21: under a non-UTF-8 locale the tables ('±', '−', '—') crashed with UnicodeEncodeError; the
-    # terminal now shows '?' for them, and the files are UTF-8 whatever the locale.
+    # Under a non-UTF-8 locale the terminal shows '?' for the tables' '±', '−', '—' (not a UnicodeEncodeError),
+    # and the files are UTF-8 whatever the locale.
     result = cli("exercise", "swap", "--quick", "--seeds", "1", "--epochs", "1", "--jobs", "1", "--no-progress",
                  "--out", tmp_path / "out", "--cache", tmp_path / "cache", LC_ALL="C", PYTHONUTF8="0",
                  PYTHONCOERCECLOCALE="0", PYTHONIOENCODING="ascii")
@@ -202,7 +302,7 @@ def test_a_terminal_that_cannot_show_the_tables_characters(tmp_path, real_data):
 
 
 def test_only_user_errors_are_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
-    # Issue 16, finding 3: the CLI reports one class of error in one line; a ValueError from a bug is not it.
+    # The CLI reports one class of error in one line; a ValueError from a bug is not it.
     from dropout_gluon import cli as command_line
     from dropout_gluon import exercises, numerics, persist
     from dropout_gluon.errors import UserError
@@ -218,7 +318,7 @@ def test_only_user_errors_are_one_line_and_a_bug_keeps_its_traceback(monkeypatch
 
 
 def test_missing_data(tmp_path):
-    # Issue 21: a run that fails before training leaves no folder behind, not even the parents of --out.
+    # A run that fails before training leaves no folder behind, not even the parents of --out.
     result = cli("train", "--out", tmp_path / "a" / "b" / "c", isolated=tmp_path / "empty")
     assert_one_line_error(result, "no folder holds Fashion-MNIST's final release whole",
                           "apt-get install dataset-fashion-mnist")
@@ -398,22 +498,20 @@ def test_saved_model_predicts_the_same_accuracy(trained, model):
 
 
 def test_predict_in_python_returns_what_the_command_prints(trained, tmp_path):
-    # Issue 21: predict is in the Python API (run.py), the command only prints what it returns.
+    # The command only prints what the Python API's predict returns.
     import dropout_gluon as gb
 
     out, _ = trained
     test_acc = json.loads((out / "gluon" / "history.json").read_text())[-1]["test_acc"]
-    found = gb.predict(out / "gluon" / "model.params", 3, out=tmp_path / "p.png")
-    assert (found.kind, found.correct, found.total, found.data_release) == ("gluon", round(test_acc * 10000), 10000,
-                                                                            "final")
-    assert found.notes == [] and found.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # A config.json of the older format (the mode under "numerics", the record under "computed_with")
+    found = gb.predict(out / "gluon" / "model.params", 3, png=tmp_path / "p.png")
+    assert (found.model, found.correct, found.total, found.data_release) == ("gluon", round(test_acc * 10000),
+                                                                             10000, "final")
+    assert found.notes == [] and found.png == tmp_path / "p.png" and found.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A model trained under other numerics (another BLAS kernel) is tested with a note
     config = json.loads((out / "gluon" / "config.json").read_text())
     (tmp_path / "model.params").write_bytes((out / "gluon" / "model.params").read_bytes())
-    older = {("numerics" if k == "mode" else k): v for k, v in config["numerics"].items() if k in (
-        "mode", "blas_kernel", "onednn", "threads_per_operator", "processor")}  # the fields it had, as it named them
-    (tmp_path / "config.json").write_text(json.dumps({**config, "numerics": "portable", "computed_with": {
-        **older, "blas_kernel": "Haswell"}}))
+    (tmp_path / "config.json").write_text(json.dumps({**config, "numerics": {**config["numerics"],
+                                                                             "blas_kernel": "Haswell"}}))
     [note] = gb.predict(tmp_path / "model.params", 1).notes
     assert "trained under other numerics (" in note and ": OpenBLAS Haswell, " in note
 
@@ -448,9 +546,9 @@ def test_bad_parameter_files(tmp_path, trained):
                         (truncated, ["not a readable MXNet parameters file"]),
                         (other, ["neither the scratch model's", "weight"]),
                         (shapes, ["do not fit the chapter's MLP"])]:
-        assert_one_line_error(cli("predict", "--params", path, "--out", tmp_path / "p.png"), *words)
+        assert_one_line_error(cli("predict", "--params", path, "--png", tmp_path / "p.png"), *words)
     assert not (tmp_path / "p.png").exists()
-    assert_one_line_error(cli("predict", "--params", out / "gluon" / "model.params", "--out", tmp_path),
+    assert_one_line_error(cli("predict", "--params", out / "gluon" / "model.params", "--png", tmp_path),
                           "it is a folder")
     assert_one_line_error(cli("predict", "--params", out / "gluon" / "model.params", "--n", "0"), "--n must be")
 
@@ -481,6 +579,62 @@ def test_ctrl_c_keeps_finished_epochs_and_no_partial_files(tmp_path, real_data):
     assert len(history) >= 2 and [e["epoch"] for e in history] == list(range(1, len(history) + 1))
     leftovers = [p.name for p in (tmp_path / "gluon").iterdir() if p.name.startswith(".")]
     assert leftovers == [] and not (tmp_path / "gluon" / "model.params").exists()
+
+
+def interrupt(command: list, moment: str, delay: float = 0.0) -> subprocess.CompletedProcess:
+    """Run the command line, send it SIGINT `delay` seconds after `moment` (a module as Python's -X importtime
+    reports it imported, 'package.' for its first submodule; or 'epoch ...', the start of a line of stdout),
+    and return what it did, without the import times."""
+    imports = not moment.startswith("epoch")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **PACKAGE_ENV, **({"PYTHONPROFILEIMPORTTIME": "1"} if imports
+                                                                    else {})},
+                               # as in a terminal, even where the tests run with SIGINT ignored (e.g. nohup &)
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in process.stderr if imports else process.stdout:
+        name = line.rsplit("|", 1)[-1].strip() if imports else line
+        if name == moment or (moment.endswith((".", ",")) and name.startswith(moment)):
+            break
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    stderr = "".join(line for line in stderr.splitlines(keepends=True) if not line.startswith("import time:"))
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("entry, moment, delay", [
+    ("python -m dropout_gluon", "dropout_gluon.", 0.0),  # the package's first module: MXNet is about to load
+    ("python -m dropout_gluon", "dropout_gluon.", 0.3),
+    ("python -m dropout_gluon", "dropout_gluon.", 1.0),  # MXNet loads (on a fast machine, the command has started)
+    ("python -m dropout_gluon", "mxnet", 0.0),  # MXNet has loaded: the package's other modules, then the command's
+    ("python -m dropout_gluon", "dropout_gluon.cli", 0.0),  # the command starts: its arguments, the data
+    ("python -m dropout_gluon", "epoch 1,", 0.0),  # training
+    ("dropout-gluon", "dropout_gluon.", 0.3),  # the console script imports the package from another entry
+    ("dropout-gluon", "dropout_gluon.cli", 0.0),
+])
+def test_ctrl_c_at_any_moment_is_one_line_and_status_130(tmp_path, real_data, entry, moment, delay):
+    if entry == "dropout-gluon":
+        script = Path(sys.executable).with_name("dropout-gluon")
+        if not script.is_file():
+            pytest.skip(f"no console script {script} (the package is not installed in this environment)")
+        command = [str(script)]
+    else:
+        command = [sys.executable, "-m", "dropout_gluon"]
+    result = interrupt(command + ["train", "--model", "gluon", "--epochs", "3", "--out", str(tmp_path / "out")],
+                       moment, delay)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("dropout-gluon: interrupted"), result.stderr
+
+
+def test_ctrl_c_as_python_starts(tmp_path):
+    # Before Python runs any code of the package, a Ctrl-C is Python's: sent at once, it lands before Python has
+    # its handler, and the process ends by the signal (status 130 in a shell), printing nothing.
+    process = subprocess.Popen([sys.executable, "-m", "dropout_gluon", "data", "status"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, **PACKAGE_ENV},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert (process.returncode, stderr) in ((-signal.SIGINT, ""), (130, "dropout-gluon: interrupted\n")), stderr
 
 
 def test_progress_passes_every_batch_through():

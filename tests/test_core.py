@@ -6,11 +6,13 @@
   and take the same first training steps from the same weights;
 - the trainer's numbers against a direct evaluation; divergence; seeding; another context for
   everything; the fused update against the book's `sgd` floats; numpy numbers; bad hyperparameters fail
-  before any work; configurations reject unknown keys (with a hint) and wrong types.
+  before any work; configurations reject unknown keys (with a hint) and wrong types, and hold a data folder
+  as an absolute path.
 """
 from __future__ import annotations
 
 import math
+import os
 
 import mxnet as mx
 import numpy as np
@@ -265,9 +267,9 @@ def test_bad_seed_fails_before_any_work(isolated_dirs):
             train_scratch(seed=seed, log=None)
 
 
-def test_a_configuration_is_strict_about_keys_and_types():
-    # Issue 16, finding 3: an unknown key was dropped (the run trained 5 epochs, not the 1 asked for), and
-    # wrong types escaped as TypeErrors.
+def test_a_configuration_is_strict_about_keys_and_types(tmp_path, monkeypatch):
+    # A key it does not know is refused, not dropped (a config.json's `epochs` would train 5 epochs, not 1), and
+    # wrong types are ValueErrors that say what to change, not TypeErrors.
     from dropout_gluon import RunConfig
 
     with pytest.raises(ValueError, match=r"unknown configuration key 'epochs' \(did you mean 'num_epochs'\?\)"):
@@ -276,5 +278,10 @@ def test_a_configuration_is_strict_about_keys_and_types():
         RunConfig.from_dict({"data_dir": 5})
     with pytest.raises(ValueError, match=r"data_release must be one of 'final', 'first', got \[\]"):
         RunConfig(data_release=[])
-    saved = {**RunConfig(model="gluon").to_dict(), "data_folder": "/data", "computed_with": {}}
-    assert RunConfig.from_dict(saved) == RunConfig(model="gluon")  # what config.json holds beside the fields
+    assert RunConfig.from_dict(RunConfig(model="gluon").to_dict()) == RunConfig(model="gluon")
+    with pytest.raises(ValueError, match="unknown configuration key 'numerics'"):  # config.json's record: not a field
+        RunConfig.from_dict({**RunConfig().to_dict(), "numerics": {}})
+    # A folder given relative to where the run started: the same folder wherever its config.json is used
+    monkeypatch.chdir(tmp_path)
+    assert RunConfig(data_dir="data").data_dir == os.path.join(os.getcwd(), "data")
+    assert RunConfig(data_dir=tmp_path / "data") == RunConfig.from_dict(RunConfig(data_dir="data").to_dict())
