@@ -1,14 +1,12 @@
-"""Run a notebook top to bottom on a kernel of this interpreter (or another one) and write it with its outputs,
-atomically.
+"""Run a notebook top to bottom on this interpreter's kernel and write it with its outputs, atomically
+(`execute` also runs it on another interpreter's: tests/test_colab.py).
 
     .venv/bin/python scripts/execute_notebook.py notebooks/dropout.ipynb            # in place (make notebook)
     DROPOUT_GLUON_FAST=1 .venv/bin/python scripts/execute_notebook.py notebooks/dropout.ipynb -o /tmp/out.ipynb
-    .venv/bin/python scripts/execute_notebook.py --python OTHER/bin/python ...      # a kernel of another environment
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +16,8 @@ from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from dropout_gluon.persist import atomic_write
 
 MAX_BYTES = 2_000_000  # the committed notebook should stay readable on GitHub
 
@@ -50,33 +50,20 @@ def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int = 1800, python
     return nb
 
 
-def atomic_write(path: Path, nb: nbformat.NotebookNode) -> Path:
-    """Write `nb` to `path` through a temporary file: readers see the old notebook or the new, never half."""
-    # (not dropout_gluon.persist's: this runs where the package may not be installed yet, as in Colab's kernel)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        nbformat.write(nb, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Execute a notebook and save it with its outputs.")
     parser.add_argument("notebook", type=Path)
     parser.add_argument("-o", "--output", type=Path, help="where to write (default: the notebook itself)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
-    parser.add_argument("--python", default=sys.executable, help="the kernel's interpreter (default: this one)")
     args = parser.parse_args(argv)
     out = args.output or args.notebook
     start = time.perf_counter()
     try:
-        nb = execute(nbformat.read(args.notebook, as_version=4), args.notebook.parent, args.timeout, args.python)
+        nb = execute(nbformat.read(args.notebook, as_version=4), args.notebook.parent, args.timeout)
     except CellExecutionError as e:
         print(f"execute_notebook: a cell failed, {out} left unchanged:\n{e}", file=sys.stderr)
         return 1
-    size = atomic_write(out, nb).stat().st_size
+    size = atomic_write(out, lambda tmp: nbformat.write(nb, tmp)).stat().st_size
     print(f"execute_notebook: wrote {out} ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.0f} s")
     if size > MAX_BYTES:
         print(f"execute_notebook: warning: {out} is over {MAX_BYTES / 1e6:.0f} MB; shrink its figures",

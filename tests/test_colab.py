@@ -27,7 +27,7 @@ import nbformat
 import pytest
 from conftest import SHARED, required
 from mirror import published, serving
-from notebook_checks import check_images, check_notebook, saved_images
+from notebook_checks import LIVE, check_images, check_notebook, saved_images
 from test_notebook import load_executor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def check_run(nb, before: dict, after: dict) -> None:
     shown = "".join(out.get("data", {}).get("text/markdown", "") for cell in nb.cells if cell.cell_type == "code"
                     for out in cell.outputs)
     assert shown.count("all 60000 training and 10000 test images") == 4, "the four full sweeps do not show"
-    for model, start in (("from scratch", 'curves = LiveCurves("from scratch"'), ("Gluon", "trainer = gluon.Trainer(")):
+    for model, start in zip(("from scratch", "Gluon"), LIVE):  # the two training cells
         lines = training_lines(nb, start)
         assert lines and lines == readme_lines(model)[:len(lines)], f"{model}: {lines} are not the README's"
     changed = {name: (before[name], after.get(name)) for name in before if after.get(name) != before[name]}
