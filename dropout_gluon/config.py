@@ -9,7 +9,7 @@ import os
 import re
 
 from .errors import UserError
-from .fashion_mnist import DEFAULT_RELEASE, check_release
+from .fashion_mnist import DEFAULT_RELEASE, RELEASES
 from .gluon_net import check_gluon_drop_prob
 from .scratch import check_drop_prob
 
@@ -84,7 +84,7 @@ class RunConfig:
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None:
                 set_(name, whole(getattr(self, name), name))
-        set_("data_release", check_release(self.data_release))
+        set_("data_release", one_of(self.data_release, "data_release", tuple(RELEASES)))
         if self.data_dir is not None:  # absolute: a config.json names the same folder wherever it is run from
             if not isinstance(self.data_dir, (str, os.PathLike)):
                 raise UserError(f"data_dir must be a folder's path (a string), got {self.data_dir!r}")

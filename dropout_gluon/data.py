@@ -18,7 +18,7 @@ from mxnet import gluon, nd
 from .config import LOADERS, one_of, whole
 from .download import fetch_release
 from .errors import UserError
-from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, FIX, DataError, Dataset, Source, check_release, open_folder
+from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, FIX, RELEASES, DataError, Dataset, Source, open_folder
 
 
 def mxnet_dir() -> Path:
@@ -63,7 +63,7 @@ def chosen_dir(data_dir=None) -> tuple | None:
 
 def status(data_dir=None, data_release: str = DEFAULT_RELEASE) -> list:
     """`[(folder, problem)]` for each folder a run would look at, in order; `problem` is None where it is usable."""
-    release = check_release(data_release)
+    release = one_of(data_release, "data_release", tuple(RELEASES))
     chosen = chosen_dir(data_dir)
     return [(folder, open_folder(folder, release)[1]) for folder in ([chosen[0]] if chosen else default_dirs())]
 
@@ -76,7 +76,7 @@ def load_dataset(data_dir=None, data_release: str = DEFAULT_RELEASE, *, download
     why. Otherwise the first folder of `default_dirs()` that holds them whole is used; failing that, the
     release is downloaded from a mirror that serves it (if `download`).
     """
-    release = check_release(data_release)
+    release = one_of(data_release, "data_release", tuple(RELEASES))
     chosen = chosen_dir(data_dir)
     passed = []
     for folder in [chosen[0]] if chosen else default_dirs():

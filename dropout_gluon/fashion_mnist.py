@@ -75,13 +75,6 @@ class DataError(UserError):
     """Missing, unreadable, corrupt or mixed data; the message says which folder or file, what and what to do."""
 
 
-def check_release(release) -> str:
-    """Return `release` if it names a release of Fashion-MNIST, else raise ValueError."""
-    if not isinstance(release, str) or release not in RELEASES:  # (a list is not a key: no TypeError)
-        raise UserError(f"data_release must be one of {', '.join(map(repr, RELEASES))}, got {release!r}")
-    return release
-
-
 class Source(NamedTuple):
     """What a run trained and tested on: a release of Fashion-MNIST and the folder its four files came from."""
     data_release: str
