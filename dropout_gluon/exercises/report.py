@@ -1,4 +1,4 @@
-"""An exercise's summaries over seeds, its Markdown table and its PNG plot (headless: Agg, no pyplot)."""
+"""An exercise's summaries over seeds, its Markdown table and its PNG plot (a bare Figure: no pyplot, no display)."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..fashion_mnist import RELEASES
@@ -114,7 +113,6 @@ def plot(plan: Plan, runs: dict, summary: dict, path: Path) -> None:
     """Curves over epochs with a band over seeds, and the final numbers with error bars (std over seeds)."""
     colors = [f"C{i}" for i in range(len(runs))]
     fig = Figure(figsize=(13, 4.8), constrained_layout=True)
-    FigureCanvasAgg(fig)
     if plan.name == "epochs":
         fig.set_size_inches(17, 4.8)
         ax_loss, ax_acc, ax_gap = fig.subplots(1, 3)
