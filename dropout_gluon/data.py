@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -186,9 +185,7 @@ def _book_loader(images, labels, batch_size, shuffle, resize, source):
     transformer = [gdata.vision.transforms.Resize(resize)] if resize else []
     transformer = gdata.vision.transforms.Compose(transformer + [gdata.vision.transforms.ToTensor()])
     dataset = gdata.ArrayDataset(nd.array(images[..., None], dtype="uint8"), labels.astype(np.int32))
-    num_workers = 0 if sys.platform.startswith("win") else 4
-    loader = gdata.DataLoader(dataset.transform_first(transformer), batch_size, shuffle=shuffle,
-                              num_workers=num_workers)
+    loader = gdata.DataLoader(dataset.transform_first(transformer), batch_size, shuffle=shuffle, num_workers=4)
     loader.source = source
     return loader
 
