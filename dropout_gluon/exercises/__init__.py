@@ -46,8 +46,8 @@ COMMITTED = Path(__file__).resolve().parent / "results"
 def check_out_dir(out_dir, plans: list) -> None:
     """A UserError, before any training, if any sweep but the default one in portable numerics would write
     into COMMITTED. (What decides the numbers is compared: any folder holding the release will do.)"""
-    same = lambda p: [c.identity() for c in p.configs()] == [c.identity() for c in plan(p.name).configs()]  # noqa: E731
-    if Path(out_dir).resolve() == COMMITTED and (numerics.MODE != "portable" or not all(map(same, plans))):
+    changed = any([c.identity() for c in p.configs()] != [c.identity() for c in plan(p.name).configs()] for p in plans)
+    if Path(out_dir).resolve() == COMMITTED and (numerics.MODE != "portable" or changed):
         raise UserError(f"{out_dir} holds the committed results of the default sweep (make exercises); a quick or "
                         f"changed sweep, or one in native numerics, writes elsewhere: choose another --out")
 
