@@ -33,9 +33,7 @@ def train_run(config: RunConfig, iters: tuple) -> dict:
         net, _ = train(config, (train_iter, test_iter), history=history, log=None)
     except TrainingDiverged as e:
         net, diverged = None, {"kind": e.kind, "epoch": e.epoch, "loss": e.loss}
-    source = history.source
-    return {"config": config.to_dict(), "data": source and {"data_release": source.data_release,
-                                                            "data_dir": source.data_dir},
+    return {"config": config.to_dict(), "data": history.source and history.source._asdict(),
             "history": [e._asdict() for e in history], "diverged": diverged, "numerics": numerics.record(config.ctx),
             "final_train_acc_eval": None if net is None else evaluate_accuracy(train_eval_iter, net),
             "seconds": time.perf_counter() - start}

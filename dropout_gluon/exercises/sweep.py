@@ -44,10 +44,10 @@ class RunCache:
         """The stored record, or None if there is none (or it belongs to another configuration)."""
         try:
             record = json.loads((self.folder / f"{key(config, self.numerics)}.json").read_text())
-            stored = {k: v for k, v in record["config"].items() if k != "data_dir"}
+            stored = RunConfig.from_dict(record["config"])
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
-        return record if stored == config.identity() else None
+        return record if stored.identity() == config.identity() else None
 
     def put(self, config: RunConfig, record: dict) -> dict:
         """Store `record` under the key of the numerics it was computed with (its own); return it, keyed."""
