@@ -26,10 +26,7 @@ class Epoch(NamedTuple):
 
 
 class History(list):
-    """The `Epoch`s of one training run and the data they came from (`source`: release and folder, if known).
-
-    Its repr is one line, so a notebook cell ending in train_ch3 stays tidy.
-    """
+    """The `Epoch`s of one training run and `source`, the data (release, folder) if known; a one-line repr."""
 
     def __init__(self, epochs=(), source=None):
         super().__init__(epochs)
@@ -126,13 +123,9 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
               params: list | None = None, lr: float | None = None, trainer=None,
               *, log: Callable[[str], None] | None = print, on_epoch: Callable[[Epoch], None] | None = None,
               history: History | None = None) -> History:
-    """Train `net` as the book's train_ch3 does (sgd on `params` if no `trainer`), printing a line per epoch.
-
-    `trainer` is anything with `step(batch_size)`: a gluon.Trainer, or `FusedSGD`. Each epoch is appended
-    to `history` (a new one if None), labelled with `train_iter.source` (the data release) where the
-    iterator has one, and passed to `on_epoch` (e.g. to draw live curves or save it) before its line is
-    printed. Raises `TrainingDiverged` as `divergence` says.
-    """
+    """Train `net` as the book's train_ch3 does (sgd on `params` if no `trainer`: anything with `step(batch_size)`),
+    printing a line per epoch. Each epoch goes into `history` (new if None; its source `train_iter.source`), then to
+    `on_epoch` (e.g. live curves), then `log`. Raises `TrainingDiverged` as `divergence` says."""
     if history is None:
         history = History()
     if history.source is None:
@@ -157,7 +150,6 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
         train_l, train_acc = _mean(train_l_sum, n, "train_iter"), _mean(train_acc_sum, n, "train_iter")
         kind = divergence(train_l, train_acc, history)
         if kind:
-            # (any object with `step` can be the trainer: the hint names its learning rate only if it has one)
             used_lr = lr if trainer is None else getattr(trainer, "learning_rate", None)
             raise TrainingDiverged(epoch, kind, train_l, used_lr, history)
         test_acc = evaluate_accuracy(test_iter, net)
