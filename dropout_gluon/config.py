@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 import os
@@ -70,7 +71,7 @@ class RunConfig:
     def __post_init__(self):
         # The one place where a run's settings are checked; numpy scalars become Python numbers, so that
         # equal settings are equal configurations, with one key and one config.json.
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
+        set_ = functools.partial(object.__setattr__, self)  # a frozen dataclass
         set_("model", one_of(self.model, "model", MODELS))
         for name in ("num_epochs", "batch_size", "num_hiddens1", "num_hiddens2"):
             set_(name, whole(getattr(self, name), name))
@@ -117,7 +118,7 @@ class RunConfig:
                 close = difflib.get_close_matches(str(name), fields, n=1)
                 raise UserError(f"unknown configuration key {name!r}" + (f" (did you mean {close[0]!r}?)" if close
                                  else "") + f"; the keys are {', '.join(fields)}")
-        return cls(**{k: v for k, v in values.items() if k in fields})
+        return cls(**values)
 
     def identity(self) -> dict:
         """What decides the run's numbers: every field but the data folder (a verified release is the same data)."""
