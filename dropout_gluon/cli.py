@@ -28,9 +28,6 @@ numerics (DROPOUT_GLUON_NUMERICS=portable|native before the command):
   portable  the default: the same digits on every x86-64 processor with AVX (the README's)
   native    the fastest setting for this processor, and its own digits (docs/performance.md)
 """
-# the RunConfig fields that train's options set when given (--epochs: num_epochs)
-TRAIN_OPTIONS = ("num_epochs", "lr", "batch_size", "drop_prob1", "drop_prob2", "seed", "data_dir", "data_release",
-                 "loader", "ctx")
 
 
 class Parser(argparse.ArgumentParser):
@@ -112,7 +109,8 @@ def run_configs(args) -> list:
     if mode is not None and mode != numerics.MODE:  # MXNet's numerics are chosen as it loads, not by a run
         note(f"{args.config} was computed in {mode} numerics and this process computes in {numerics.MODE}, so the "
              f"digits will differ; for {mode}'s, run the command with {numerics.MODE_VAR}={mode} before it")
-    given = {field: getattr(args, field) for field in TRAIN_OPTIONS if getattr(args, field) is not None}
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"model"}  # train's options are named as they are
+    given = {field: value for field, value in vars(args).items() if field in fields and value is not None}
     model = args.model or ("both" if args.config is None else base.model)
     return [dataclasses.replace(base, model=m, **given) for m in (("scratch", "gluon") if model == "both"
                                                                   else (model,))]
