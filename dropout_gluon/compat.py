@@ -1,9 +1,8 @@
 """MXNet 1.9.1 (built for numpy < 1.24) on Python 3.12 and 3.13: the numpy names it reads, put back while it loads.
 
-Python 3.12 needs numpy 1.26, 3.13 numpy 2.1 or newer; MXNet reads names those removed as it loads. Only the
-names the installed numpy lacks are set, as numpy 1.23 had them (numpy 1.23: none), and only while MXNet loads
-but for the two MXNet also reads as it runs (CALL_TIME); no installed file is edited (docs/install.md).
-"""
+Python 3.12 needs numpy 1.26, 3.13 numpy 2.1 or newer, which removed names MXNet reads. Only those the installed
+numpy lacks are set, as numpy 1.23 had them, and only while MXNet loads but for the two it reads as it runs
+(CALL_TIME); no installed file is edited (docs/install.md)."""
 from __future__ import annotations
 
 import contextlib

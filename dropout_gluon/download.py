@@ -1,10 +1,6 @@
-"""Downloading a release of Fashion-MNIST, each file verified twice before it gets its name.
-
-pooch downloads a file, retrying, and checks it against its published .gz hash before naming it (the
-temporary name below, one per process); `verify` then checks what it decompresses to, and only then is it given
-its own name.
-Each download says so in one line on stderr, with a progress bar where a person watches (a terminal, Jupyter).
-"""
+"""Downloading a release of Fashion-MNIST, each file verified twice before it gets its name: pooch downloads it
+(retrying) under a temporary name of this process's and checks its published .gz hash, then `verify` checks what it
+decompresses to. Each download says so in a line on stderr, with a bar where a person watches (terminal, Jupyter)."""
 from __future__ import annotations
 
 import contextlib

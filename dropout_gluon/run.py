@@ -66,11 +66,8 @@ def build(config: RunConfig) -> Model:
 
 def train(config: RunConfig, data_iters: tuple | None = None, *, history: History | None = None,
           on_epoch: Callable[[Epoch], None] | None = None, log: Callable[[str], None] | None = print) -> tuple:
-    """Train a fresh model as `config` says; return `(net, history)`. The same seed gives the same history.
-
-    `data_iters` is `(train_iter, test_iter)`, by default the configured release, folder and subset;
-    `history` (appended to) and `on_epoch` are train_ch3's.
-    """
+    """Train a fresh model as `config` says; return `(net, history)`, the same history for the same seed.
+    `data_iters`: `(train_iter, test_iter)`, by default the configured data; `history`, `on_epoch`: train_ch3's."""
     numerics.check(config.ctx)
     if config.seed is not None:
         set_seed(config.seed)

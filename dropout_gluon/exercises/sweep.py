@@ -108,12 +108,10 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
           progress: bool = True, after_run: Callable[[dict], None] | None = None) -> dict:
     """Run every configuration not already in the cache; return `{config: record}` for all of them.
 
-    Runs go to `jobs` worker processes on this machine (1, the default: this process, so a script needs no
-    `__main__` guard; None: as many as the processors and memory allow, `pool.default_jobs`), or to the Dask
-    scheduler at `scheduler`; `after_run(record)` is called as each is stored. The data is `dataset` if given
-    (jobs=1 only), else the configured release and folder. A run whose worker dies is given to another once;
-    failures are reported and `SweepFailed` raised at the end.
-    """
+    Runs go to `jobs` worker processes here (1: this process, so a script needs no `__main__` guard; None: as many as
+    processors and memory allow), or to the Dask scheduler at `scheduler`; `after_run(record)` is called as each is
+    stored. The data: `dataset` (jobs=1 only), else the configured release and folder. Failed runs (a worker dead
+    twice...) are reported as they come and raise `SweepFailed` at the end."""
     jobs = pool.default_jobs() if jobs is None else whole(jobs, "jobs")
     configs = list(configs)
     if dataset is not None and (scheduler or jobs > 1):
@@ -152,8 +150,8 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
                 futures = {submit(config): config for config in todo}
                 done = ((futures[future], future) for future in cf.as_completed(futures))
             for config, future in done:
-                if future.exception() is not None:
-                    error = future.exception()
+                error = future.exception()
+                if error is not None:
                     failures.append((config, LOST if type(error).__name__ == "KilledWorker" else _one_line(error)))
                     bar.note(f"{label(config)}: {failures[-1][1]}")
                     continue
