@@ -24,7 +24,7 @@ def mirrors(release: str) -> list:
     return [repo.rstrip("/") + "/gluon/dataset/fashion-mnist/"]
 
 
-def fetch_release(release: str, dest: Path, *, urls: Sequence[str] | None = None, **kwargs) -> None:
+def fetch_release(release: str, dest: Path, *, urls: Sequence[str] | None = None) -> None:
     """Download into `dest` each file of `release` that is missing there or damaged, verified; never into a
     folder that holds another release's files (they would be replaced, or mixed with these)."""
     found = scan(dest)
@@ -35,11 +35,11 @@ def fetch_release(release: str, dest: Path, *, urls: Sequence[str] | None = None
                         f"(--data-dir or {ENV_VAR})")
     for name in NAMES:
         if found[name].release != release:
-            fetch(name, dest, release, urls=urls, **kwargs)
+            fetch(name, dest, release, urls=urls)
 
 
 def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequence[str] | None = None,
-          retries: int = 3, timeout: float = 30.0) -> Path:
+          retries: int = 3) -> Path:
     """Download `name`.gz of `release` into `dest`, verified (its .gz hash, then its payload) before it gets its
     name: a failed check leaves nothing."""
     import pooch
@@ -54,7 +54,7 @@ def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequen
         for base in mirrors(release) if urls is None else urls:
             url = base + name + ".gz"
             print(f"downloading {name}.gz of the {release} release from {url} into {dest}", file=sys.stderr, flush=True)
-            got = _fetch(pooch, url, name, dest, release, retries, timeout)
+            got = _fetch(pooch, url, name, dest, release, retries)
             if isinstance(got, Path):
                 return got
             errors.append(got)
@@ -67,7 +67,7 @@ def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequen
     raise DataError(f"could not download the {release} release's {name} ({errors[-1] if errors else 'no mirror'})")
 
 
-def _fetch(pooch, url: str, name: str, dest: Path, release: str, retries: int, timeout: float) -> Path | str:
+def _fetch(pooch, url: str, name: str, dest: Path, release: str, retries: int) -> Path | str:
     # The downloaded file's path, or why this mirror failed.
     import requests
 
@@ -79,12 +79,11 @@ def _fetch(pooch, url: str, name: str, dest: Path, release: str, retries: int, t
     try:
         # A bar where a person watches: a terminal, or a Jupyter kernel (whose stderr is no terminal).
         watched = sys.stderr.isatty() or "ipykernel" in sys.modules
-        fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=watched, timeout=timeout))
+        fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=watched, timeout=30))
         got = verify(part, name)[0]
         if got != release:
             raise DataError(f"it is the {got} release's file, not the {release} release's")
-        os.replace(part, dest / (name + ".gz"))
-        return dest / (name + ".gz")
+        return part.replace(dest / (name + ".gz"))
     except DataError as e:
         return f"{url}: {str(e).replace(str(part), 'the downloaded file')}"
     except ValueError:  # pooch's check of the .gz hash
@@ -94,8 +93,7 @@ def _fetch(pooch, url: str, name: str, dest: Path, release: str, retries: int, t
     except OSError as e:
         raise DataError(f"cannot write {dest} to download {name}: {_reason(e)}") from None
     finally:
-        if part.exists():
-            part.unlink()
+        part.unlink(missing_ok=True)
 
 
 def _reason(e: BaseException) -> str:
