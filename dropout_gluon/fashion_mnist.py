@@ -89,13 +89,10 @@ class Dataset(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------- IDX files
 
-def read_idx(path: os.PathLike | str) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (.gz or raw), checking its magic number and length."""
-    return _load(Path(path))[2]
-
-
-def _load(path: Path) -> tuple:
-    """`(the file's bytes, its IDX payload, the array)`; a DataError saying what is wrong with the file."""
+def read_idx(path: os.PathLike | str) -> tuple:
+    """`(the file's bytes, its IDX payload, the array)` of an IDX file of unsigned bytes (.gz or raw), its magic
+    number and length checked; a DataError saying what is wrong with the file."""
+    path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -124,7 +121,7 @@ def _load(path: Path) -> tuple:
 def verify(path: os.PathLike | str, name: str) -> tuple:
     """`(release, array, the checksum that matched)` of a genuine copy of file `name`, hashed anew; else a DataError."""
     path = Path(path)
-    raw, payload, array = _load(path)
+    raw, payload, array = read_idx(path)
     shapes = {files[name].shape for files in FILES.values()}
     if array.shape not in shapes:
         raise DataError(f"{path} has shape {array.shape}, expected {' or '.join(map(str, sorted(shapes)))}: "
