@@ -175,10 +175,7 @@ class ToContext:
 
     def __init__(self, data_iter, ctx):
         self.data_iter, self.ctx = data_iter, ctx
-        self.source = getattr(data_iter, "source", None)
-
-    def __len__(self) -> int:
-        return len(self.data_iter)
+        self.source = getattr(data_iter, "source", None)  # what train_ch3 labels its history with
 
     def __iter__(self):
         for X, y in self.data_iter:
@@ -190,7 +187,6 @@ class BatchProgress:
 
     def __init__(self, data_iter, desc: str):
         self.data_iter, self.desc = data_iter, desc
-        self.source = getattr(data_iter, "source", None)
 
     def __len__(self) -> int:
         return len(self.data_iter)
