@@ -5,7 +5,7 @@ import dataclasses
 import numbers
 
 from .. import config as chapter
-from ..config import RunConfig
+from ..config import RunConfig, whole
 from ..errors import UserError
 from ..fashion_mnist import DEFAULT_RELEASE
 
@@ -44,9 +44,7 @@ def seeds_of(seeds, quick: bool) -> tuple:
     if seeds is None:
         return QUICK["seeds"] if quick else DEFAULT_SEEDS
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise UserError(f"seeds must be at least 1, got {seeds}")
-        return tuple(range(int(seeds)))
+        return tuple(range(whole(seeds, "seeds")))
     seeds = tuple(seeds)
     if (not seeds or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in seeds)
             or len(set(seeds)) < len(seeds)):  # a repeated seed would be counted as another sample

@@ -112,9 +112,8 @@ def _band(ax, records: list, field: str, color, label: str, style: str = "-") ->
 def plot(plan: Plan, runs: dict, summary: dict, path: Path) -> None:
     """Curves over epochs with a band over seeds, and the final numbers with error bars (std over seeds)."""
     colors = [f"C{i}" for i in range(len(runs))]
-    fig = Figure(figsize=(13, 4.8), constrained_layout=True)
+    fig = Figure(figsize=(17 if plan.name == "epochs" else 13, 4.8), constrained_layout=True)
     if plan.name == "epochs":
-        fig.set_size_inches(17, 4.8)
         ax_loss, ax_acc, ax_gap = fig.subplots(1, 3)
         for color, (label, records) in zip(colors, runs.items()):
             _band(ax_loss, records, "loss", color, label)
