@@ -33,12 +33,9 @@ class History(list):
         self.source = source
 
     def __repr__(self) -> str:
+        last = f", last: {self[-1].line()}" if self else ""
         on = f", {self.source.data_release} release" if self.source else ""
-        if not self:
-            return f"History([]{on})"
-        last = self[-1]
-        return (f"History({len(self)} epochs, last: loss {last.loss:.4f}, train acc {last.train_acc:.3f}, "
-                f"test acc {last.test_acc:.3f}{on})")
+        return f"History({len(self)} epochs{last}{on})"
 
     def column(self, name: str) -> list:
         """One field over all epochs, e.g. `history.column('test_acc')`."""
