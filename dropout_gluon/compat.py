@@ -6,7 +6,6 @@ numpy lacks are set, as numpy 1.23 had them, and only while MXNet loads but for 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import warnings
 
 # Read by MXNet's functions, not only as it loads: mxnet/numpy/multiarray.py's boolean indexing (numpy.bool,
@@ -49,13 +48,7 @@ def restore_numpy_names(numpy) -> list:
 
 @contextlib.contextmanager
 def numpy_names(numpy):
-    """A context in which MXNet 1.9.1 can load: numpy's names back (after it, only CALL_TIME's stay), or an
-    ImportError saying what to install."""
-    # mxnet/numpy_op_fallback.py and numpy_dispatch_protocol.py import distutils.version, which left the
-    # standard library in Python 3.12; setuptools brings a copy (a dependency there, pyproject.toml)
-    if importlib.util.find_spec("distutils") is None:
-        raise ImportError("MXNet 1.9.1 imports distutils, which Python 3.12 removed from the standard library: "
-                          "pip install setuptools")
+    """A context in which MXNet 1.9.1 can load: numpy's names back (after it, only CALL_TIME's stay)."""
     restored = restore_numpy_names(numpy)
     try:
         yield
