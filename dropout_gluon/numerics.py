@@ -41,7 +41,6 @@ OPENMP_RUNTIME = "libgomp.so.1"  # what libmxnet.so links to (the wheel ships no
 QUIET_FALLBACK = {"MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0"}
 # MXNet's own variables that change CPU floats (read as operators run): cleared in portable mode, recorded.
 FLOAT_VARIABLES = ("MXNET_SAFE_ACCUMULATION", "MXNET_USE_OPERATOR_TUNING", "MXNET_ENFORCE_DETERMINISM")
-PORTABLE_FLOOR = "avx"  # the Sandybridge kernel's instruction set
 LOADED_VARIABLES = (*PORTABLE, *HIDDEN, "DNNL_MAX_CPU_ISA")  # what `record` reads of `LOADED`
 
 MODE = None      # the mode MXNet was loaded in (load_mxnet)
@@ -85,7 +84,7 @@ def choose(environ, flags: set, machine: str) -> str:
     asked = environ.get(MODE_VAR, "")
     if asked and asked not in MODES:
         raise NumericsError(f"{MODE_VAR} must be 'portable' or 'native', got {asked!r}")
-    portable_ok = is_x86(machine) and PORTABLE_FLOOR in flags
+    portable_ok = is_x86(machine) and "avx" in flags  # the Sandybridge kernel's instruction set
     if asked == "portable" and not portable_ok:
         raise NumericsError(f"portable numerics need an x86-64 processor with AVX (OpenBLAS's Sandybridge kernel); "
                             f"this one has none: set {MODE_VAR}=native (its digits differ from the README's)")
@@ -112,15 +111,6 @@ def native_settings(environ, flags: set) -> dict:
     return {**chosen, **QUIET_FALLBACK} if chosen.get("MXNET_MKLDNN_ENABLED") == "0" else chosen
 
 
-def load_shared() -> None:
-    """Load, in the user's environment, what MXNet loads that other code shares (SHARED_MODULES, OPENMP_RUNTIME)."""
-    for name in SHARED_MODULES:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-    with contextlib.suppress(OSError):  # not Linux: MXNet brings its own
-        ctypes.CDLL(OPENMP_RUNTIME)
-
-
 def load_mxnet() -> None:
     """Import MXNet in the mode `DROPOUT_GLUON_NUMERICS` asks for (a NumericsError if it cannot be had here), and
     keep in LOADED the variables it loaded with (if MXNet was loaded already, its own: native numerics)."""
@@ -136,7 +126,11 @@ def load_mxnet() -> None:
     if MODE == "native" and not os.environ.get(MODE_VAR):  # the default, on a processor below portable's floor
         FALLBACK = ("this processor has no AVX, which portable numerics need, so the package computes in native "
                     "numerics: the digits differ from the README's")
-    load_shared()
+    for name in SHARED_MODULES:  # in the user's environment, before MXNet's
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    with contextlib.suppress(OSError):  # not Linux: MXNet brings its own
+        ctypes.CDLL(OPENMP_RUNTIME)
     import numpy
 
     cleared = [k for k in FLOAT_VARIABLES if k in os.environ] if MODE == "portable" else []
