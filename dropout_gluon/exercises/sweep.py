@@ -26,16 +26,14 @@ CACHE_VERSION = 2  # part of every run's key: bump it when a change to training 
 
 
 def key(config: RunConfig, record: dict) -> str:
-    """The run's file name in the cache: a digest of what decides its numbers, given the numerics record of
-    the process that trains it (numerics.deciding: in portable mode, not the processor)."""
+    """The run's file name in the cache: a digest of what decides its numbers, numerics.deciding(record) included."""
     text = json.dumps({"version": CACHE_VERSION, **config.identity(), "numerics": numerics.deciding(record)},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 class RunCache:
-    """Finished runs as `<key>.json` files in `folder` (each written atomically), looked up for the numerics
-    record `record` (None: this process's)."""
+    """Finished runs as `<key>.json` files in `folder`, looked up for the numerics `record` (None: this process's)."""
 
     def __init__(self, folder: os.PathLike | str, record: dict | None = None):
         self.folder, self.numerics = Path(folder), record or numerics.record()
