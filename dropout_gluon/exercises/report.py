@@ -136,15 +136,13 @@ def plot(plan: Plan, runs: dict, summary: dict, path: Path) -> None:
         ax_curve.set(xlabel="epoch", ylabel="test accuracy (band: ± std over seeds)")
         ax_curve.legend(fontsize=8)
         axes = (ax_curve, ax_final)
-        labels = list(summary)
-        y = np.arange(len(labels))[::-1]
-        for i, (color, label) in enumerate(zip(colors, labels)):
-            s = summary[label]
+        y = np.arange(len(summary))[::-1]
+        for y_arm, color, s in zip(y, colors, summary.values()):
             for (mean, std), marker in ((s["final_test_acc"], "o"), (s["final_train_acc_eval"], "s")):
-                ax_final.errorbar(mean, y[i], xerr=0 if math.isnan(std) else std, fmt=marker, color=color,
+                ax_final.errorbar(mean, y_arm, xerr=0 if math.isnan(std) else std, fmt=marker, color=color,
                                   mfc=color if marker == "o" else "white", capsize=4)
         ax_final.set_yticks(y)
-        ax_final.set_yticklabels(labels, fontsize=8)
+        ax_final.set_yticklabels(list(summary), fontsize=8)
         # The key goes in the axis label: a legend box would hide points near the top of the range.
         ax_final.set(xlabel="final accuracy: ● test, □ train (predict mode); bars: ± std")
     for ax in axes:
