@@ -48,8 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     train = sub.add_parser("train", help="train the chapter's models, printing the book's lines",
                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--model", choices=["scratch", "gluon", "both"], help="default: both (with --config, its own)")
-    train.add_argument("--config", help="a config.json that 'train' wrote: train that run again (the options given "
-                                        "change it)")
+    train.add_argument("--config", help="a config.json that 'train' wrote: train it again (options given change it)")
     for option, type_ in (("epochs", int), ("lr", float), ("batch-size", int), ("drop-prob1", float),
                           ("drop-prob2", float), ("seed", int)):
         field = "num_epochs" if option == "epochs" else option.replace("-", "_")
@@ -173,9 +172,8 @@ def cmd_exercise(args) -> None:
 
 
 def interrupt_again(unraisable) -> None:
-    """sys.unraisablehook: a Ctrl-C that lands in a finalizer (MXNet frees its arrays in `__del__`, all through
-    training) would be printed and dropped, and the command would go on: interrupt again once the finalizer is
-    done (at once, it would land in this hook and be dropped too)."""
+    """sys.unraisablehook: a Ctrl-C in a finalizer (MXNet frees arrays in `__del__` all through training) would be
+    printed and dropped, the command going on: interrupt again once it is done (at once, it would land here too)."""
     if issubclass(unraisable.exc_type, KeyboardInterrupt):
         threading.Timer(0.01, _thread.interrupt_main).start()
     else:

@@ -30,9 +30,8 @@ def system_dirs() -> list:
 
 
 def download_dir(release: str) -> Path:
-    """Where a download of `release` goes."""
-    # The first release where Gluon's FashionMNIST keeps the very same files (one copy for both); the final one in
-    # the host's cache folder ($XDG_CACHE_HOME or ~/.cache, ~/Library/Caches on macOS): never in one folder.
+    """Where a download of `release` goes: the first release where Gluon's FashionMNIST keeps the very same files (one
+    copy for both), the final one in the host's cache folder (~/.cache, ~/Library/Caches on macOS), never together."""
     if release == "first":
         return mxnet_dir()
     import pooch

@@ -42,9 +42,8 @@ class History(list):
         return [getattr(e, name) for e in self]
 
 
-# When training has diverged (checked after each epoch, on its training loss and accuracy): the loss is not
-# finite, or over ten times that of guessing uniformly among the classes, or the training accuracy fell
-# back to chance after the model had learned something.
+# Diverged, after an epoch: its training loss is not finite, or over ten times that of guessing uniformly among
+# the classes, or its training accuracy fell back to chance after the model had learned something.
 EXPLODED_LOSS = 10 * math.log(num_outputs)
 CHANCE_ACC, LEARNED_ACC = 0.2, 0.5
 

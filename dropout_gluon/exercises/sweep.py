@@ -93,7 +93,6 @@ class Progress:
         self.bar.close()
 
 
-# Why a run ended without an answer on Dask: each worker that trained it died (memory, a crash).
 LOST = "its worker process died twice while training it (out of memory?)"
 
 
