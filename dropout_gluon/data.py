@@ -90,7 +90,7 @@ def load_dataset(data_dir=None, data_release: str = DEFAULT_RELEASE, *, download
 
 class DataIter:
     """Re-iterable batches `(X, y)` of in-memory images as the book's DataLoader gives them (X float32 (B, 1, H, W),
-    `ToTensor`'s values; y int32), each one asynchronous `take`: training never waits on Python between batches."""
+    `ToTensor`'s values; y int32), each an asynchronous `take`: training never waits on Python between batches."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
                  shuffle: bool, resize: int | None = None, source: Source | None = None):
@@ -134,8 +134,8 @@ def to_tensor(images: np.ndarray, chunk: int = 10000) -> nd.NDArray:
 
 def load_data_fashion_mnist(batch_size: int, resize: int | None = None, root=None, loader: str = "memory",
                             data_release: str = DEFAULT_RELEASE, data_dir=None) -> tuple:
-    """`(train_iter, test_iter)` over a verified release (`load_dataset`), training batches shuffled each epoch;
-    loader='gluon' is the book's DataLoader pipeline. `source` names the release and folder; `root` is `data_dir`."""
+    """`(train_iter, test_iter)` over a verified release (`load_dataset`), training batches shuffled each epoch.
+    loader='gluon': the book's DataLoader pipeline; `root` (the book's name) is `data_dir`; `source`: the data."""
     if root is not None and data_dir is not None:
         raise UserError("give the data folder as root= or as data_dir= (the same thing), not both")
     batch_size = whole(batch_size, "batch_size")  # bad arguments fail before any data is read

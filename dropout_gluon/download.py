@@ -50,7 +50,7 @@ def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequen
     # A temporary name of this process's own: another one downloading into the same folder has its own.
     spec, part = fashion_mnist.FILES[release][name], dest / f".{name}.gz.{os.getpid()}.part"
     algorithm, known = ("md5", spec.gz_md5) if release == "final" else ("sha1", spec.gz_sha1)  # as published
-    watched = sys.stderr.isatty() or "ipykernel" in sys.modules  # a bar there: a Jupyter kernel's is no terminal
+    watched = sys.stderr.isatty() or "ipykernel" in sys.modules  # a person: a terminal, or Jupyter (no tty)
     logger = pooch.get_logger()  # its "Downloading..." and retry lines: a failure is ours to say, once
     level, errors = logger.level, []
     logger.setLevel("ERROR")
