@@ -12,12 +12,11 @@ import re
 from .errors import UserError
 from .fashion_mnist import DEFAULT_RELEASE, RELEASES
 from .gluon_net import check_gluon_drop_prob
-from .scratch import check_drop_prob
+from .scratch import check_drop_prob, num_hiddens1, num_hiddens2  # the chapter's model's widths
 
 # The chapter's hyperparameters: `num_epochs, lr, batch_size = 5, 0.5, 256` and its drop probabilities.
 num_epochs, lr, batch_size = 5, 0.5, 256
 drop_prob1, drop_prob2 = 0.2, 0.5
-num_hiddens1, num_hiddens2 = 256, 256
 
 MODELS = ("scratch", "gluon")
 LOADERS = ("memory", "gluon")
