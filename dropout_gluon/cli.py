@@ -28,9 +28,6 @@ numerics (DROPOUT_GLUON_NUMERICS=portable|native before the command):
   portable  the default: the same digits on every x86-64 processor with AVX (the README's)
   native    the fastest setting for this processor, and its own digits (docs/performance.md)
 """
-# the RunConfig fields that train's options set when given (--epochs: num_epochs)
-TRAIN_OPTIONS = ("num_epochs", "lr", "batch_size", "drop_prob1", "drop_prob2", "seed", "data_dir", "data_release",
-                 "loader", "ctx")
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,8 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     train = sub.add_parser("train", help="train the chapter's models, printing the book's lines",
                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--model", choices=["scratch", "gluon", "both"], help="default: both (with --config, its own)")
-    train.add_argument("--config", help="a config.json that 'train' wrote: train that run again (the options given "
-                                        "change it)")
+    train.add_argument("--config", help="a config.json that 'train' wrote: train it again (options given change it)")
     for option, type_ in (("epochs", int), ("lr", float), ("batch-size", int), ("drop-prob1", float),
                           ("drop-prob2", float), ("seed", int)):
         field = "num_epochs" if option == "epochs" else option.replace("-", "_")
@@ -112,7 +108,8 @@ def run_configs(args) -> list:
     if mode is not None and mode != numerics.MODE:  # MXNet's numerics are chosen as it loads, not by a run
         note(f"{args.config} was computed in {mode} numerics and this process computes in {numerics.MODE}, so the "
              f"digits will differ; for {mode}'s, run the command with {numerics.MODE_VAR}={mode} before it")
-    given = {field: getattr(args, field) for field in TRAIN_OPTIONS if getattr(args, field) is not None}
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"model"}  # train's options are named as they are
+    given = {field: value for field, value in vars(args).items() if field in fields and value is not None}
     model = args.model or ("both" if args.config is None else base.model)
     return [dataclasses.replace(base, model=m, **given) for m in (("scratch", "gluon") if model == "both"
                                                                   else (model,))]
@@ -175,9 +172,8 @@ def cmd_exercise(args) -> None:
 
 
 def interrupt_again(unraisable) -> None:
-    """sys.unraisablehook: a Ctrl-C that lands in a finalizer (MXNet frees its arrays in `__del__`, all through
-    training) would be printed and dropped, and the command would go on: interrupt again once the finalizer is
-    done (at once, it would land in this hook and be dropped too)."""
+    """sys.unraisablehook: a Ctrl-C in a finalizer (MXNet frees arrays in `__del__` all through training) would be
+    printed and dropped, the command going on: interrupt again once it is done (at once, it would land here too)."""
     if issubclass(unraisable.exc_type, KeyboardInterrupt):
         threading.Timer(0.01, _thread.interrupt_main).start()
     else:

@@ -1,13 +1,11 @@
 """MXNet 1.9.1 (built for numpy < 1.24) on Python 3.12 and 3.13: the numpy names it reads, put back while it loads.
 
-Python 3.12 needs numpy 1.26, 3.13 numpy 2.1 or newer; MXNet reads names those removed as it loads. Only the
-names the installed numpy lacks are set, as numpy 1.23 had them (numpy 1.23: none), and only while MXNet loads
-but for the two MXNet also reads as it runs (CALL_TIME); no installed file is edited (docs/install.md).
-"""
+Python 3.12 needs numpy 1.26, 3.13 numpy 2.1 or newer, which removed names MXNet reads. Only those the installed
+numpy lacks are set, as numpy 1.23 had them, and only while MXNet loads but for the two it reads as it runs
+(CALL_TIME); no installed file is edited (docs/install.md)."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import warnings
 
 # Read by MXNet's functions, not only as it loads: mxnet/numpy/multiarray.py's boolean indexing (numpy.bool,
@@ -50,13 +48,7 @@ def restore_numpy_names(numpy) -> list:
 
 @contextlib.contextmanager
 def numpy_names(numpy):
-    """A context in which MXNet 1.9.1 can load: numpy's names back (after it, only CALL_TIME's stay), or an
-    ImportError saying what to install."""
-    # mxnet/numpy_op_fallback.py and numpy_dispatch_protocol.py import distutils.version, which left the
-    # standard library in Python 3.12; setuptools brings a copy (a dependency there, pyproject.toml)
-    if importlib.util.find_spec("distutils") is None:
-        raise ImportError("MXNet 1.9.1 imports distutils, which Python 3.12 removed from the standard library: "
-                          "pip install setuptools")
+    """A context in which MXNet 1.9.1 can load: numpy's names back (after it, only CALL_TIME's stay)."""
     restored = restore_numpy_names(numpy)
     try:
         yield

@@ -3,20 +3,20 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 import os
 import re
 
 from .errors import UserError
-from .fashion_mnist import DEFAULT_RELEASE, check_release
+from .fashion_mnist import DEFAULT_RELEASE, RELEASES
 from .gluon_net import check_gluon_drop_prob
-from .scratch import check_drop_prob
+from .scratch import check_drop_prob, num_hiddens1, num_hiddens2  # the chapter's model's widths
 
 # The chapter's hyperparameters: `num_epochs, lr, batch_size = 5, 0.5, 256` and its drop probabilities.
 num_epochs, lr, batch_size = 5, 0.5, 256
 drop_prob1, drop_prob2 = 0.2, 0.5
-num_hiddens1, num_hiddens2 = 256, 256
 
 MODELS = ("scratch", "gluon")
 LOADERS = ("memory", "gluon")
@@ -70,7 +70,7 @@ class RunConfig:
     def __post_init__(self):
         # The one place where a run's settings are checked; numpy scalars become Python numbers, so that
         # equal settings are equal configurations, with one key and one config.json.
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
+        set_ = functools.partial(object.__setattr__, self)  # a frozen dataclass
         set_("model", one_of(self.model, "model", MODELS))
         for name in ("num_epochs", "batch_size", "num_hiddens1", "num_hiddens2"):
             set_(name, whole(getattr(self, name), name))
@@ -84,7 +84,7 @@ class RunConfig:
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None:
                 set_(name, whole(getattr(self, name), name))
-        set_("data_release", check_release(self.data_release))
+        set_("data_release", one_of(self.data_release, "data_release", tuple(RELEASES)))
         if self.data_dir is not None:  # absolute: a config.json names the same folder wherever it is run from
             if not isinstance(self.data_dir, (str, os.PathLike)):
                 raise UserError(f"data_dir must be a folder's path (a string), got {self.data_dir!r}")
@@ -117,7 +117,7 @@ class RunConfig:
                 close = difflib.get_close_matches(str(name), fields, n=1)
                 raise UserError(f"unknown configuration key {name!r}" + (f" (did you mean {close[0]!r}?)" if close
                                  else "") + f"; the keys are {', '.join(fields)}")
-        return cls(**{k: v for k, v in values.items() if k in fields})
+        return cls(**values)
 
     def identity(self) -> dict:
         """What decides the run's numbers: every field but the data folder (a verified release is the same data)."""

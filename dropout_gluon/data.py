@@ -1,14 +1,9 @@
-"""The book's `load_data_fashion_mnist`: find a verified release (`load_dataset`), batch it as Gluon would.
-
-The search: MXNet's folder, each of $XDG_DATA_DIRS (Debian's package), the download cache; else a download.
-
-And wrappers of a data iterator: its batches on another device, a progress bar over them.
-"""
+"""The book's `load_data_fashion_mnist`: a verified release found (`load_dataset`: MXNet's folder, each of
+$XDG_DATA_DIRS (Debian's package), the download cache, else a download), batched as Gluon would batch it."""
 from __future__ import annotations
 
 import copy
 import os
-import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -18,7 +13,7 @@ from mxnet import gluon, nd
 from .config import LOADERS, one_of, whole
 from .download import fetch_release
 from .errors import UserError
-from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, FIX, DataError, Dataset, Source, check_release, open_folder
+from .fashion_mnist import DEFAULT_RELEASE, ENV_VAR, FIX, RELEASES, DataError, Dataset, Source, open_folder
 
 
 def mxnet_dir() -> Path:
@@ -35,10 +30,8 @@ def system_dirs() -> list:
 
 
 def download_dir(release: str) -> Path:
-    """Where a download of `release` goes."""
-    # The first release goes where Gluon's FashionMNIST keeps the very same files, so the two share one
-    # copy; the final release goes into the host's cache folder ($XDG_CACHE_HOME or ~/.cache on Linux,
-    # ~/Library/Caches on macOS), so the releases never meet in a folder.
+    """Where a download of `release` goes: the first release where Gluon's FashionMNIST keeps the very same files (one
+    copy for both), the final one in the host's cache folder (~/.cache, ~/Library/Caches on macOS), never together."""
     if release == "first":
         return mxnet_dir()
     import pooch
@@ -47,8 +40,7 @@ def download_dir(release: str) -> Path:
 
 
 def default_dirs() -> list:
-    """The folders the default search looks in, in order: MXNet's, $XDG_DATA_DIRS' (Debian's), then the final
-    release's downloads."""
+    """The folders the default search looks in, in order: MXNet's, $XDG_DATA_DIRS' (Debian's), the final's download."""
     return list(dict.fromkeys([mxnet_dir(), *system_dirs(), download_dir("final")]))
 
 
@@ -63,20 +55,16 @@ def chosen_dir(data_dir=None) -> tuple | None:
 
 def status(data_dir=None, data_release: str = DEFAULT_RELEASE) -> list:
     """`[(folder, problem)]` for each folder a run would look at, in order; `problem` is None where it is usable."""
-    release = check_release(data_release)
+    release = one_of(data_release, "data_release", tuple(RELEASES))
     chosen = chosen_dir(data_dir)
     return [(folder, open_folder(folder, release)[1]) for folder in ([chosen[0]] if chosen else default_dirs())]
 
 
 def load_dataset(data_dir=None, data_release: str = DEFAULT_RELEASE, *, download: bool = True,
                  urls: Sequence[str] | None = None) -> Dataset:
-    """The four verified files of `data_release`, all from one folder.
-
-    A folder the caller chose (`data_dir`, else $DROPOUT_GLUON_DATA) must hold them, or this fails saying
-    why. Otherwise the first folder of `default_dirs()` that holds them whole is used; failing that, the
-    release is downloaded from a mirror that serves it (if `download`).
-    """
-    release = check_release(data_release)
+    """The four verified files of `data_release`, all from one folder: the one the caller chose (`data_dir`, else
+    $DROPOUT_GLUON_DATA), or this fails saying why; else the first of `default_dirs()` holding them; else a download."""
+    release = one_of(data_release, "data_release", tuple(RELEASES))
     chosen = chosen_dir(data_dir)
     passed = []
     for folder in [chosen[0]] if chosen else default_dirs():
@@ -101,19 +89,13 @@ def load_dataset(data_dir=None, data_release: str = DEFAULT_RELEASE, *, download
 # ------------------------------------------------------------------------------------------ data iterators
 
 class DataIter:
-    """Batches `(X, y)` of in-memory images, re-iterable, like a Gluon DataLoader over the book's transforms.
-
-    X is float32 in [0, 1] shaped (B, 1, H, W), exactly what `ToTensor` gives; y is int32. The images are
-    converted once, into one float32 NDArray, and each batch is gathered from it by an asynchronous `take`,
-    so the training loop never waits on Python between batches.
-    """
+    """Re-iterable batches `(X, y)` of in-memory images as the book's DataLoader gives them (X float32 (B, 1, H, W),
+    `ToTensor`'s values; y int32), each an asynchronous `take`: training never waits on Python between batches."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
                  shuffle: bool, resize: int | None = None, source: Source | None = None):
-        if resize:  # Resize works on the uint8 (N, H, W, 1) images, then ToTensor, per batch as the book does
-            self.images = nd.array(images[..., None], dtype="uint8")
-        else:
-            self.images = to_tensor(images)
+        # With resize, the book's Resize then ToTensor per batch, on the uint8 (N, H, W, 1) images
+        self.images = nd.array(images[..., None], dtype="uint8") if resize else to_tensor(images)
         self.labels = nd.array(labels, dtype="int32")
         self.batch_size, self.shuffle, self.resize = batch_size, shuffle, resize
         self.source = source  # what train_ch3 labels its history with
@@ -140,10 +122,9 @@ class DataIter:
 
 def to_tensor(images: np.ndarray, chunk: int = 10000) -> nd.NDArray:
     """uint8 images (N, H, W) as one float32 NDArray (N, 1, H, W) in [0, 1], bit for bit what `ToTensor` gives."""
-    # Converted once, not per batch: a batch is then one `take` (docs/performance.md). ToTensor computes
-    # float(x) / 255.0f: so does numpy in float32. Chunks keep the float32 temporaries small; each is copied
-    # straight into a view of the result, as `out[i:j] = array` would first make an NDArray of it, whose
-    # memory MXNet's pool then keeps.
+    # Once, not per batch (docs/performance.md). ToTensor computes float(x) / 255.0f, as numpy does in float32.
+    # Chunks keep the temporaries small, each copied straight into a view of the result: `out[i:j] = array` would
+    # first make an NDArray of it, whose memory MXNet's pool then keeps.
     n, h, w = images.shape
     out = nd.empty((n, 1, h, w), dtype="float32")
     for i in range(0, n, chunk):
@@ -153,13 +134,8 @@ def to_tensor(images: np.ndarray, chunk: int = 10000) -> nd.NDArray:
 
 def load_data_fashion_mnist(batch_size: int, resize: int | None = None, root=None, loader: str = "memory",
                             data_release: str = DEFAULT_RELEASE, data_dir=None) -> tuple:
-    """Return `(train_iter, test_iter)` over a verified release of Fashion-MNIST (`load_dataset`).
-
-    Training batches are shuffled each epoch. loader='memory' (default) batches in-memory arrays;
-    loader='gluon' is the book's pipeline (a Gluon DataLoader with per-sample transforms and 4 worker
-    processes), kept to compare against. Each iterator's `source` names the release and folder. `root` (the
-    book's name) and `data_dir` (this package's) are the same folder.
-    """
+    """`(train_iter, test_iter)` over a verified release (`load_dataset`), training batches shuffled each epoch.
+    loader='gluon': the book's DataLoader pipeline; `root` (the book's name) is `data_dir`; `source`: the data."""
     if root is not None and data_dir is not None:
         raise UserError("give the data folder as root= or as data_dir= (the same thing), not both")
     batch_size = whole(batch_size, "batch_size")  # bad arguments fail before any data is read
@@ -186,9 +162,7 @@ def _book_loader(images, labels, batch_size, shuffle, resize, source):
     transformer = [gdata.vision.transforms.Resize(resize)] if resize else []
     transformer = gdata.vision.transforms.Compose(transformer + [gdata.vision.transforms.ToTensor()])
     dataset = gdata.ArrayDataset(nd.array(images[..., None], dtype="uint8"), labels.astype(np.int32))
-    num_workers = 0 if sys.platform.startswith("win") else 4
-    loader = gdata.DataLoader(dataset.transform_first(transformer), batch_size, shuffle=shuffle,
-                              num_workers=num_workers)
+    loader = gdata.DataLoader(dataset.transform_first(transformer), batch_size, shuffle=shuffle, num_workers=4)
     loader.source = source
     return loader
 
@@ -200,10 +174,7 @@ class ToContext:
 
     def __init__(self, data_iter, ctx):
         self.data_iter, self.ctx = data_iter, ctx
-        self.source = getattr(data_iter, "source", None)
-
-    def __len__(self) -> int:
-        return len(self.data_iter)
+        self.source = getattr(data_iter, "source", None)  # what train_ch3 labels its history with
 
     def __iter__(self):
         for X, y in self.data_iter:
@@ -215,7 +186,6 @@ class BatchProgress:
 
     def __init__(self, data_iter, desc: str):
         self.data_iter, self.desc = data_iter, desc
-        self.source = getattr(data_iter, "source", None)
 
     def __len__(self) -> int:
         return len(self.data_iter)

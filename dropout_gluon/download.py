@@ -1,10 +1,6 @@
-"""Downloading a release of Fashion-MNIST, each file verified twice before it gets its name.
-
-pooch downloads a file, retrying, and checks it against its published .gz hash before naming it (the
-temporary name below, one per process); `verify` then checks what it decompresses to, and only then is it given
-its own name.
-Each download says so in one line on stderr, with a progress bar where a person watches (a terminal, Jupyter).
-"""
+"""Downloading a release of Fashion-MNIST, each file verified twice before it gets its name: pooch downloads it
+(retrying) under a temporary name of this process's and checks its published .gz hash, then `verify` checks what it
+decompresses to. Each download says so in a line on stderr, with a bar where a person watches (terminal, Jupyter)."""
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +24,7 @@ def mirrors(release: str) -> list:
     return [repo.rstrip("/") + "/gluon/dataset/fashion-mnist/"]
 
 
-def fetch_release(release: str, dest: Path, *, urls: Sequence[str] | None = None, **kwargs) -> None:
+def fetch_release(release: str, dest: Path, *, urls: Sequence[str] | None = None) -> None:
     """Download into `dest` each file of `release` that is missing there or damaged, verified; never into a
     folder that holds another release's files (they would be replaced, or mixed with these)."""
     found = scan(dest)
@@ -39,29 +35,46 @@ def fetch_release(release: str, dest: Path, *, urls: Sequence[str] | None = None
                         f"(--data-dir or {ENV_VAR})")
     for name in NAMES:
         if found[name].release != release:
-            fetch(name, dest, release, urls=urls, **kwargs)
+            fetch(name, dest, release, urls=urls)
 
 
 def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequence[str] | None = None,
-          retries: int = 3, timeout: float = 30.0) -> Path:
+          retries: int = 3) -> Path:
     """Download `name`.gz of `release` into `dest`, verified (its .gz hash, then its payload) before it gets its
     name: a failed check leaves nothing."""
     import pooch
+    import requests
 
     dest = Path(dest)
     made = next((p for p in (*reversed(dest.parents), dest) if not p.exists()), None)  # by pooch, if it fails
+    # A temporary name of this process's own: another one downloading into the same folder has its own.
+    spec, part = fashion_mnist.FILES[release][name], dest / f".{name}.gz.{os.getpid()}.part"
+    algorithm, known = ("md5", spec.gz_md5) if release == "final" else ("sha1", spec.gz_sha1)  # as published
+    watched = sys.stderr.isatty() or "ipykernel" in sys.modules  # a person: a terminal, or Jupyter (no tty)
     logger = pooch.get_logger()  # its "Downloading..." and retry lines: a failure is ours to say, once
-    level = logger.level
+    level, errors = logger.level, []
     logger.setLevel("ERROR")
-    errors = []
     try:
-        for base in mirrors(release) if urls is None else urls:
-            url = base + name + ".gz"
+        for url in [base + name + ".gz" for base in (mirrors(release) if urls is None else urls)]:
             print(f"downloading {name}.gz of the {release} release from {url} into {dest}", file=sys.stderr, flush=True)
-            got = _fetch(pooch, url, name, dest, release, retries, timeout)
-            if isinstance(got, Path):
-                return got
-            errors.append(got)
+            fetcher = pooch.create(dest, url, registry={part.name: f"{algorithm}:{known}"}, urls={part.name: url},
+                                   retry_if_failed=retries - 1)
+            try:
+                fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=watched, timeout=30))
+                got = verify(part, name)[0]
+                if got != release:
+                    raise DataError(f"it is the {got} release's file, not the {release} release's")
+                return part.replace(dest / (name + ".gz"))
+            except DataError as e:
+                errors.append(f"{url}: {str(e).replace(str(part), 'the downloaded file')}")
+            except ValueError:  # pooch's check of the .gz hash
+                errors.append(f"{url}: not the file published ({algorithm.upper()} differs), after {retries} tries")
+            except requests.RequestException as e:
+                errors.append(f"{url}: {_reason(e)}, after {retries} tries")
+            except OSError as e:
+                raise DataError(f"cannot write {dest} to download {name}: {_reason(e)}") from None
+            finally:
+                part.unlink(missing_ok=True)
     finally:
         logger.setLevel(level)
     if made is not None:  # a failed download leaves no folder behind (`data status` would call it empty)
@@ -69,37 +82,6 @@ def fetch(name: str, dest: Path, release: str = DEFAULT_RELEASE, *, urls: Sequen
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty: another process may be downloading into it
     raise DataError(f"could not download the {release} release's {name} ({errors[-1] if errors else 'no mirror'})")
-
-
-def _fetch(pooch, url: str, name: str, dest: Path, release: str, retries: int, timeout: float) -> Path | str:
-    # The downloaded file's path, or why this mirror failed.
-    import requests
-
-    # A temporary name of this process's own: another one downloading into the same folder has its own.
-    spec, part = fashion_mnist.FILES[release][name], dest / f".{name}.gz.{os.getpid()}.part"
-    algorithm, known = ("md5", spec.gz_md5) if release == "final" else ("sha1", spec.gz_sha1)  # as published
-    fetcher = pooch.create(dest, url, registry={part.name: f"{algorithm}:{known}"}, urls={part.name: url},
-                           retry_if_failed=retries - 1)
-    try:
-        # A bar where a person watches: a terminal, or a Jupyter kernel (whose stderr is no terminal).
-        watched = sys.stderr.isatty() or "ipykernel" in sys.modules
-        fetcher.fetch(part.name, downloader=pooch.HTTPDownloader(progressbar=watched, timeout=timeout))
-        got = verify(part, name)[0]
-        if got != release:
-            raise DataError(f"it is the {got} release's file, not the {release} release's")
-        os.replace(part, dest / (name + ".gz"))
-        return dest / (name + ".gz")
-    except DataError as e:
-        return f"{url}: {str(e).replace(str(part), 'the downloaded file')}"
-    except ValueError:  # pooch's check of the .gz hash
-        return f"{url}: not the file published ({algorithm.upper()} differs), after {retries} tries"
-    except requests.RequestException as e:
-        return f"{url}: {_reason(e)}, after {retries} tries"
-    except OSError as e:
-        raise DataError(f"cannot write {dest} to download {name}: {_reason(e)}") from None
-    finally:
-        if part.exists():
-            part.unlink()
 
 
 def _reason(e: BaseException) -> str:

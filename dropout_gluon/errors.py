@@ -2,8 +2,5 @@
 
 
 class UserError(ValueError):
-    """Bad input, missing or damaged data, an output that cannot be written: what was wrong and what to do.
-
-    A ValueError, so that callers catching ValueError (the configuration's contract) still do; anything the
-    command line does not know as a UserError is a bug and keeps its traceback.
-    """
+    """Bad input, missing or damaged data, an output that cannot be written: what was wrong and what to do. A
+    ValueError, the configuration's contract; what the command line does not know as one is a bug (a traceback)."""

@@ -1,10 +1,8 @@
 """Fashion-MNIST, the data set: its two releases, their files and hashes, and which release a file is.
 
-The data set was published twice, and the two releases are different data (docs/data.md): the *first*
-(2017-08-26), which Gluon's mirror serves, so every published run of the book used it, and the *final*
-(2017-08-31), which Zalando, torchvision, Keras and Debian ship. A data set here is therefore four files of
-one release from one folder (`open_folder`), never a file picked from here and one from there.
-"""
+Published twice, the releases are different data (docs/data.md): the *first* (2017-08-26), which Gluon's mirror
+serves and every published run of the book used, and the *final* (2017-08-31), which Zalando, torchvision, Keras
+and Debian ship. So a data set is four files of one release from one folder (`open_folder`), never mixed."""
 from __future__ import annotations
 
 import functools
@@ -30,8 +28,7 @@ FIX = {  # what to do when a release cannot be found
              f"reachable, or set {ENV_VAR} to a folder holding the first release's four files",
 }
 
-TEXT_LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat",
-               "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+TEXT_LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 
 
 class FileSpec(NamedTuple):
@@ -75,13 +72,6 @@ class DataError(UserError):
     """Missing, unreadable, corrupt or mixed data; the message says which folder or file, what and what to do."""
 
 
-def check_release(release) -> str:
-    """Return `release` if it names a release of Fashion-MNIST, else raise ValueError."""
-    if not isinstance(release, str) or release not in RELEASES:  # (a list is not a key: no TypeError)
-        raise UserError(f"data_release must be one of {', '.join(map(repr, RELEASES))}, got {release!r}")
-    return release
-
-
 class Source(NamedTuple):
     """What a run trained and tested on: a release of Fashion-MNIST and the folder its four files came from."""
     data_release: str
@@ -99,13 +89,10 @@ class Dataset(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------- IDX files
 
-def read_idx(path: os.PathLike | str) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (.gz or raw), checking its magic number and length."""
-    return _load(Path(path))[2]
-
-
-def _load(path: Path) -> tuple:
-    """`(the file's bytes, its IDX payload, the array)`; a DataError saying what is wrong with the file."""
+def read_idx(path: os.PathLike | str) -> tuple:
+    """`(the file's bytes, its IDX payload, the array)` of an IDX file of unsigned bytes (.gz or raw), its magic
+    number and length checked; a DataError saying what is wrong with the file."""
+    path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -114,8 +101,7 @@ def _load(path: Path) -> tuple:
         payload = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw  # not gzip: taken as raw IDX bytes
     except (EOFError, OSError, zlib.error) as e:
         raise DataError(f"{path} is a truncated or damaged gzip file ({e})") from None
-    # Header: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, then one
-    # big-endian uint32 per dimension.
+    # Header: two zero bytes, a type code (0x08: unsigned byte), the number of dimensions, a big-endian uint32 each.
     if len(payload) < 4 or payload[:3] != b"\x00\x00\x08" or not 1 <= payload[3] <= 4:
         raise DataError(f"{path} is not an IDX file of bytes (magic number {payload[:4].hex() or 'missing'}, "
                         f"expected 0000080N)")
@@ -133,14 +119,12 @@ def _load(path: Path) -> tuple:
 
 
 def verify(path: os.PathLike | str, name: str) -> tuple:
-    """`(release, array, the checksum that matched)` for a genuine copy of file `name`, read and hashed anew;
-    a DataError saying what is wrong with any other file."""
+    """`(release, array, the checksum that matched)` of a genuine copy of file `name`, hashed anew; else a DataError."""
     path = Path(path)
-    raw, payload, array = _load(path)
-    shapes = {files[name].shape for files in FILES.values()}
-    if array.shape not in shapes:
-        raise DataError(f"{path} has shape {array.shape}, expected {' or '.join(map(str, sorted(shapes)))}: "
-                        f"is it {name}?")
+    raw, payload, array = read_idx(path)
+    shape = FILES[DEFAULT_RELEASE][name].shape  # each file's is the same in both releases
+    if array.shape != shape:
+        raise DataError(f"{path} has shape {array.shape}, expected {shape}: is it {name}?")
     # The payload first: its hash is how Debian's re-gzipped copies verify.
     for how, field, digest in (("payload SHA-256", "payload_sha256", hashlib.sha256(payload).hexdigest()),
                                (".gz SHA-1", "gz_sha1", hashlib.sha1(raw).hexdigest()),
@@ -154,8 +138,7 @@ def verify(path: os.PathLike | str, name: str) -> tuple:
 
 @functools.lru_cache(maxsize=16)
 def _verified(path: Path, size: int, mtime_ns: int, name: str) -> tuple:
-    # Remembered for the life of the process (every caller would otherwise hash 55 MB again), keyed by size
-    # and modification time so that a file replaced on disk is verified again.
+    # For the process's life (each caller would hash 55 MB again), by size and mtime: a replaced file is verified anew.
     return verify(path, name)
 
 

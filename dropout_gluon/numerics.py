@@ -1,18 +1,14 @@
 """How MXNet computes: the numerics modes (portable, native), chosen as MXNet loads, and the numerics record.
 
-Across processors, three things inside MXNet 1.9.1's wheel change the floats (docs/performance.md): the
-GEMM kernel OpenBLAS picks, oneDNN's JIT code, and the OpenMP threads an operator gets.
-- `portable` pins all three: OpenBLAS's Sandybridge kernel (AVX, so the floor is a processor with AVX),
-  oneDNN off, one thread per operator (MXNet's default engine); MXNet's own float-changing variables are
-  cleared. The same history to the last digit on every such x86-64 machine (tests/test_numerics.py simulates
-  machines).
-- `native` is the fastest setting measured for the processor at hand (`native_settings`), its own digits.
+Three things inside MXNet 1.9.1's wheel change the floats across processors (docs/performance.md): the GEMM kernel
+OpenBLAS picks, oneDNN's JIT code, and the OpenMP threads an operator gets. `portable` pins all three (OpenBLAS's
+Sandybridge kernel, so the floor is a processor with AVX; oneDNN off; one thread per operator) and clears MXNet's
+own float-changing variables: the same history to the last digit on every such x86-64 machine. `native` is the
+fastest setting measured for the processor at hand (`native_settings`), with its own digits.
 
-`DROPOUT_GLUON_NUMERICS` picks the mode before the package is imported (default: portable, where the
-processor has AVX); a mode that cannot be had fails the import in one line. The variables are set only while
-MXNet loads, after what other libraries share with it has loaded in the user's environment (`load_mxnet`), so
-their threads and kernels, and the environment, are the user's. Every run records `record()`, computed in the
-process that trains it.
+`DROPOUT_GLUON_NUMERICS` picks the mode before the import (default: portable where the processor has AVX); one that
+cannot be had fails the import in one line. The variables are set only while MXNet loads, after what other libraries
+share with it has loaded in the user's environment (`load_mxnet`), so their threads and kernels stay the user's.
 """
 from __future__ import annotations
 
@@ -45,7 +41,6 @@ OPENMP_RUNTIME = "libgomp.so.1"  # what libmxnet.so links to (the wheel ships no
 QUIET_FALLBACK = {"MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0"}
 # MXNet's own variables that change CPU floats (read as operators run): cleared in portable mode, recorded.
 FLOAT_VARIABLES = ("MXNET_SAFE_ACCUMULATION", "MXNET_USE_OPERATOR_TUNING", "MXNET_ENFORCE_DETERMINISM")
-PORTABLE_FLOOR = "avx"  # the Sandybridge kernel's instruction set
 LOADED_VARIABLES = (*PORTABLE, *HIDDEN, "DNNL_MAX_CPU_ISA")  # what `record` reads of `LOADED`
 
 MODE = None      # the mode MXNet was loaded in (load_mxnet)
@@ -75,9 +70,8 @@ def threads_per_operator(cpus: int, machine: str) -> int:
 
 
 def processor() -> tuple:
-    """`(name, set of instruction-set flags)` of this processor. The flags are those of the microarchitecture
-    archspec recognises it as (its features are all the processor's own): every x86-64 family from Sandy Bridge
-    on has AVX, from Haswell on AVX2 and FMA, and the AVX-512 ones AVX512F, which is all the modes ask."""
+    """`(name, set of instruction-set flags)` of this processor: those of the microarchitecture archspec recognises
+    it as (all the processor's own), enough for AVX, AVX2, FMA and AVX512F, which is all the modes ask."""
     import archspec.cpu
 
     host = archspec.cpu.host()
@@ -90,7 +84,7 @@ def choose(environ, flags: set, machine: str) -> str:
     asked = environ.get(MODE_VAR, "")
     if asked and asked not in MODES:
         raise NumericsError(f"{MODE_VAR} must be 'portable' or 'native', got {asked!r}")
-    portable_ok = is_x86(machine) and PORTABLE_FLOOR in flags
+    portable_ok = is_x86(machine) and "avx" in flags  # the Sandybridge kernel's instruction set
     if asked == "portable" and not portable_ok:
         raise NumericsError(f"portable numerics need an x86-64 processor with AVX (OpenBLAS's Sandybridge kernel); "
                             f"this one has none: set {MODE_VAR}=native (its digits differ from the README's)")
@@ -98,14 +92,12 @@ def choose(environ, flags: set, machine: str) -> str:
 
 
 def native_settings(environ, flags: set) -> dict:
-    """The fastest setting measured for this kind of processor (docs/performance.md, 'The two modes').
+    """The fastest setting measured for this kind of processor (docs/performance.md); a user's own value stands.
 
-    OpenBLAS 0.3.13 falls back to its SSE3 kernel on processors newer than it knows, so the kernel is named
-    for the instruction set: Haswell with AVX2 and FMA (also on AVX-512, which it has no kernel for),
-    Sandybridge with AVX only. oneDNN is faster with AVX-512 and slower with AVX2 alone: off there.
-    The threads are MXNet's default, named so that MXNet does not set them on the loading thread (the
-    user's). A user's own value of any of these variables stands.
-    """
+    OpenBLAS 0.3.13 takes its SSE3 kernel on processors newer than it knows, so the kernel is named for the
+    instruction set: Haswell with AVX2 and FMA (AVX-512 too), else Sandybridge with AVX. oneDNN is faster with
+    AVX-512, slower with AVX2 alone: off there. The threads are MXNet's default, named so that MXNet does not set
+    them on the loading thread (the user's)."""
     chosen = {}
     if not {"OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS"} & environ.keys():
         chosen["MXNET_OMP_MAX_THREADS"] = str(threads_per_operator(usable_cpus(), platform.machine()))
@@ -117,15 +109,6 @@ def native_settings(environ, flags: set) -> dict:
         chosen["OPENBLAS_CORETYPE"] = "Sandybridge"
     chosen = {k: v for k, v in chosen.items() if k not in environ}
     return {**chosen, **QUIET_FALLBACK} if chosen.get("MXNET_MKLDNN_ENABLED") == "0" else chosen
-
-
-def load_shared() -> None:
-    """Load, in the user's environment, what MXNet loads that other code shares (SHARED_MODULES, OPENMP_RUNTIME)."""
-    for name in SHARED_MODULES:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-    with contextlib.suppress(OSError):  # not Linux: MXNet brings its own
-        ctypes.CDLL(OPENMP_RUNTIME)
 
 
 def load_mxnet() -> None:
@@ -143,7 +126,11 @@ def load_mxnet() -> None:
     if MODE == "native" and not os.environ.get(MODE_VAR):  # the default, on a processor below portable's floor
         FALLBACK = ("this processor has no AVX, which portable numerics need, so the package computes in native "
                     "numerics: the digits differ from the README's")
-    load_shared()
+    for name in SHARED_MODULES:  # in the user's environment, before MXNet's
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    with contextlib.suppress(OSError):  # not Linux: MXNet brings its own
+        ctypes.CDLL(OPENMP_RUNTIME)
     import numpy
 
     cleared = [k for k in FLOAT_VARIABLES if k in os.environ] if MODE == "portable" else []
@@ -178,11 +165,6 @@ def check(ctx: str = "cpu") -> None:
                             f"OpenBLAS was loaded before MXNet?): import dropout_gluon first, or set {MODE_VAR}=native")
 
 
-def _threads() -> int:
-    threads = LOADED.get("MXNET_OMP_MAX_THREADS") or LOADED.get("OMP_NUM_THREADS")
-    return int(threads) if threads else threads_per_operator(usable_cpus(), platform.machine())
-
-
 @functools.lru_cache(maxsize=None)  # fixed once MXNet has loaded
 def blas_kernel() -> str:
     """The GEMM kernel of the OpenBLAS that MXNet ships, as it names itself (e.g. 'Sandybridge'), or 'unknown'."""
@@ -209,13 +191,13 @@ def record(ctx: str = "cpu") -> dict:
     onednn = "off" if LOADED.get("MXNET_MKLDNN_ENABLED") == "0" else "on"
     if onednn == "on" and LOADED.get("DNNL_MAX_CPU_ISA"):
         onednn += f" (up to {LOADED['DNNL_MAX_CPU_ISA']})"
-    return {"mode": MODE, "blas_kernel": blas_kernel(), "onednn": onednn, "threads_per_operator": _threads(),
-            **about}
+    threads = LOADED.get("MXNET_OMP_MAX_THREADS") or LOADED.get("OMP_NUM_THREADS")
+    threads = int(threads) if threads else threads_per_operator(usable_cpus(), platform.machine())
+    return {"mode": MODE, "blas_kernel": blas_kernel(), "onednn": onednn, "threads_per_operator": threads, **about}
 
 
 def deciding(record: dict) -> dict:
-    """What of a numerics record decides the floats: in portable mode all but the processor (two processes whose
-    records agree on it compute the same digits)."""
+    """What of a numerics record decides the floats: in portable mode, all but the processor."""
     return {k: v for k, v in record.items() if not (record.get("mode") == "portable" and k == "processor")}
 
 

@@ -25,17 +25,11 @@ from .scratch import ScratchNet, num_inputs, num_outputs
 from .trainer import Epoch, History
 
 SCRATCH_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3"]
-# The files of a trained model's folder ('dropout-gluon train'; predict adds PREDICTIONS); a run's folder holds
-# one such folder per model and CURVES.
-CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS = (
+# A trained model's folder ('dropout-gluon train'; predict adds PREDICTIONS); a run's: one per model, and CURVES.
+RUN_FILES = CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS = (
     "config.json", "history.json", "history.csv", "model.params", "curves.png", "predictions.png")
-RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS)
 LOCK = ".lock"  # in a run's folder: held by the training that writes there
 RUN_TEMP = re.compile(r"\.[\w.]+\.tmp[\w.]*")  # what atomic_write leaves behind if the process is killed
-
-
-class ModelFileError(UserError):
-    """A parameters file that is missing, unreadable, truncated, or not one of this project's models."""
 
 
 def atomic_write(path: os.PathLike | str, write: Callable[[str], None]) -> Path:
@@ -61,8 +55,7 @@ def write_text(path: os.PathLike | str, text: str) -> Path:
 
 
 def check_writable(folder: os.PathLike | str, option: str) -> Path:
-    """A UserError, before any work, unless files can be written in `folder` or in the folders made there when
-    the work starts (its nearest existing ancestor is a writable folder). Creates nothing."""
+    """A UserError, before any work, unless `folder`, or its nearest existing ancestor, is a writable folder."""
     folder = Path(folder)
     existing = next(p for p in (folder, *folder.parents) if os.path.lexists(p))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
@@ -127,8 +120,8 @@ def _earlier_run(out: Path) -> list:
 
 
 def save_history(history: History, folder: Path, record: dict) -> None:
-    """`history.json` and `history.csv` in `folder`, one row an epoch, labelled with the data and numerics record."""
-    # The label on every row: a row copied elsewhere still says which data its numbers came from, and how.
+    """`history.json` and `history.csv` in `folder`, one row an epoch, each labelled with the data and numerics
+    record: a row copied elsewhere still says which data its numbers came from, and how."""
     label = {**history.source._asdict(), **record}
     rows = [{**e._asdict(), **label} for e in history]
     write_text(folder / HISTORY_JSON, json.dumps(rows, indent=1) + "\n")
@@ -140,8 +133,7 @@ def save_history(history: History, folder: Path, record: dict) -> None:
 
 
 def save_config(config: RunConfig, source: Source, folder: Path, record: dict) -> Path:
-    """`config.json`: the run's configuration (rerun it with 'train --config'), the data it read and the
-    numerics record."""
+    """`config.json`: the run's configuration ('train --config' reruns it), the data it read, the numerics record."""
     return write_text(folder / CONFIG, json.dumps({**config.to_dict(), "data": source._asdict(), "numerics": record},
                                                   indent=1) + "\n")
 
@@ -178,12 +170,12 @@ def load_model(path: os.PathLike | str, ctx=None):
     """Load a model saved by `save_model`, telling which model from the names inside; returns `(net, model)`."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"no parameters file at {path}; pass the model.params that 'dropout-gluon train' wrote")
+        raise UserError(f"no parameters file at {path}; pass the model.params that 'dropout-gluon train' wrote")
     try:
         arrays = nd.load(str(path))
     except mx.base.MXNetError:
-        raise ModelFileError(f"{path} is not a readable MXNet parameters file (truncated or another format); "
-                             f"train again with 'dropout-gluon train'") from None
+        raise UserError(f"{path} is not a readable MXNet parameters file (truncated or another format); "
+                        f"train again with 'dropout-gluon train'") from None
     names = sorted(arrays) if isinstance(arrays, dict) else []
     if names == sorted(SCRATCH_NAMES):
         model, shapes = "scratch", [arrays[name].shape for name in SCRATCH_NAMES]
@@ -191,12 +183,12 @@ def load_model(path: os.PathLike | str, ctx=None):
         # Sorted, each Dense layer's bias then weight; Gluon stores a weight as (out, in), the scratch one (in, out).
         model, shapes = "gluon", [arrays[k].shape[::-1] for w, b in zip(names[1::2], names[::2]) for k in (w, b)]
     else:
-        raise ModelFileError(f"{path} holds {', '.join(names) or 'unnamed arrays'}: neither the scratch model's "
-                             f"W1 ... b3 nor the Gluon model's three Dense layers")
+        raise UserError(f"{path} holds {', '.join(names) or 'unnamed arrays'}: neither the scratch model's "
+                        f"W1 ... b3 nor the Gluon model's three Dense layers")
     n1, n2 = (shapes[0][-1], shapes[2][-1]) if len(shapes[0]) == len(shapes[2]) == 2 else (0, 0)
     if n1 < 1 or n2 < 1 or shapes != [(num_inputs, n1), (n1,), (n1, n2), (n2,), (n2, num_outputs), (num_outputs,)]:
-        raise ModelFileError(f"{path} has shapes {shapes}, which do not fit the chapter's MLP "
-                             f"(784 inputs, two hidden layers, 10 outputs)")
+        raise UserError(f"{path} has shapes {shapes}, which do not fit the chapter's MLP "
+                        f"(784 inputs, two hidden layers, 10 outputs)")
     if model == "scratch":
         params = [arrays[name].as_in_context(ctx or mx.cpu()) for name in SCRATCH_NAMES]
         for param in params:
@@ -206,7 +198,7 @@ def load_model(path: os.PathLike | str, ctx=None):
     try:
         net.load_parameters(str(path), ctx=ctx)
     except (AssertionError, mx.base.MXNetError, ValueError) as e:
-        raise ModelFileError(f"{path} does not load into the Gluon model: {str(e).splitlines()[0]}") from None
+        raise UserError(f"{path} does not load into the Gluon model: {str(e).splitlines()[0]}") from None
     return net, model
 
 

@@ -15,7 +15,7 @@ from mxnet.gluon import loss as gloss
 
 from . import config as defaults
 from . import numerics, persist
-from .config import RunConfig
+from .config import RunConfig, whole
 from .data import BatchProgress, DataIter, ToContext, load_dataset
 from .data import data_iters as make_iters
 from .errors import UserError
@@ -35,24 +35,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
 
 
-def l2_penalty(weights: list):
-    """The book's weight-decay term: half the squared L2 norm of the weights."""
-    return sum((w ** 2).sum() for w in weights) / 2
-
-
-class L2PenalizedLoss:
-    """`loss(y_hat, y) + lambd * l2_penalty(weights)` per example, as the book's weight-decay chapter.
-
-    The step is `w -= lr * lambd * w` on top of the gradient, Gluon's `wd=lambd`, for every full batch (on an
-    epoch's short last batch of b examples, b / batch_size of it); the reported loss includes the penalty."""
-
-    def __init__(self, loss, weights: list, lambd: float):
-        self.loss, self.weights, self.lambd = loss, weights, lambd
-
-    def __call__(self, y_hat, y):
-        return self.loss(y_hat, y) + self.lambd * l2_penalty(self.weights)
-
-
 class Model(NamedTuple):
     """A fresh model as train_ch3 takes it: `trainer.step(batch_size)` updates `net`'s parameters."""
     net: object       # ScratchNet or nn.Sequential
@@ -66,9 +48,14 @@ def build(config: RunConfig) -> Model:
     if config.model == "scratch":
         net = ScratchNet(config.drop_prob1, config.drop_prob2,
                          init_params(config.num_hiddens1, config.num_hiddens2, ctx=ctx))
-        if config.wd:  # the weights only, W1, W2, W3, as the book's weight-decay chapter
-            loss = L2PenalizedLoss(loss, net.params[0::2], config.wd)
-        return Model(net, FusedSGD(net.params, config.lr), loss)
+        weights = net.params[0::2]  # W1, W2, W3: the book's weight-decay chapter decays no bias
+
+        # The book's L2 term, which the reported loss includes: a full batch then steps as Gluon's wd does
+        # (`w -= lr * wd * w` on top of the gradient), an epoch's short last batch of b examples b / batch_size of it.
+        def penalized(y_hat, y):
+            return loss(y_hat, y) + config.wd * sum((w ** 2).sum() for w in weights) / 2
+
+        return Model(net, FusedSGD(net.params, config.lr), penalized if config.wd else loss)
     net = get_net(config.drop_prob1, config.drop_prob2, config.num_hiddens1, config.num_hiddens2, ctx=ctx)
     hyperparams = {"learning_rate": config.lr}
     if config.wd:  # decay the weights only, as the book's weight-decay chapter (its second trainer for biases)
@@ -79,11 +66,8 @@ def build(config: RunConfig) -> Model:
 
 def train(config: RunConfig, data_iters: tuple | None = None, *, history: History | None = None,
           on_epoch: Callable[[Epoch], None] | None = None, log: Callable[[str], None] | None = print) -> tuple:
-    """Train a fresh model as `config` says; return `(net, history)`. The same seed gives the same history.
-
-    `data_iters` is `(train_iter, test_iter)`, by default the configured release, folder and subset;
-    `history` (appended to) and `on_epoch` are train_ch3's.
-    """
+    """Train a fresh model as `config` says; return `(net, history)`, the same history for the same seed.
+    `data_iters`: `(train_iter, test_iter)`, by default the configured data; `history`, `on_epoch`: train_ch3's."""
     numerics.check(config.ctx)
     if config.seed is not None:
         set_seed(config.seed)
@@ -185,8 +169,7 @@ def predict(params: os.PathLike | str, n: int = 10, *, data_dir=None, data_relea
             png: os.PathLike | str | None = None, ctx="cpu") -> Prediction:
     """Test a saved model on `data_release` (default: the one it was trained on), and draw its predictions for
     the first `n` test images into `png` (default: predictions.png beside `params`)."""
-    if not 1 <= n <= 100:
-        raise UserError(f"--n must be between 1 and 100, got {n}")
+    n = whole(n, "--n", 1, 100)
     ctx, params = RunConfig(ctx=ctx).context(), Path(params)
     png = Path(png) if png else params.parent / persist.PREDICTIONS
     if png.is_dir() or not png.parent.is_dir() or not os.access(png.parent, os.W_OK):

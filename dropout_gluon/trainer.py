@@ -26,31 +26,24 @@ class Epoch(NamedTuple):
 
 
 class History(list):
-    """The `Epoch`s of one training run and the data they came from (`source`: release and folder, if known).
-
-    Its repr is one line, so a notebook cell ending in train_ch3 stays tidy.
-    """
+    """The `Epoch`s of one training run and `source`, the data (release, folder) if known; a one-line repr."""
 
     def __init__(self, epochs=(), source=None):
         super().__init__(epochs)
         self.source = source
 
     def __repr__(self) -> str:
+        last = f", last: {self[-1].line()}" if self else ""
         on = f", {self.source.data_release} release" if self.source else ""
-        if not self:
-            return f"History([]{on})"
-        last = self[-1]
-        return (f"History({len(self)} epochs, last: loss {last.loss:.4f}, train acc {last.train_acc:.3f}, "
-                f"test acc {last.test_acc:.3f}{on})")
+        return f"History({len(self)} epochs{last}{on})"
 
     def column(self, name: str) -> list:
         """One field over all epochs, e.g. `history.column('test_acc')`."""
         return [getattr(e, name) for e in self]
 
 
-# When training has diverged (checked after each epoch, on its training loss and accuracy): the loss is not
-# finite, or over ten times that of guessing uniformly among the classes, or the training accuracy fell
-# back to chance after the model had learned something.
+# Diverged, after an epoch: its training loss is not finite, or over ten times that of guessing uniformly among
+# the classes, or its training accuracy fell back to chance after the model had learned something.
 EXPLODED_LOSS = 10 * math.log(num_outputs)
 CHANCE_ACC, LEARNED_ACC = 0.2, 0.5
 
@@ -126,13 +119,9 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
               params: list | None = None, lr: float | None = None, trainer=None,
               *, log: Callable[[str], None] | None = print, on_epoch: Callable[[Epoch], None] | None = None,
               history: History | None = None) -> History:
-    """Train `net` as the book's train_ch3 does (sgd on `params` if no `trainer`), printing a line per epoch.
-
-    `trainer` is anything with `step(batch_size)`: a gluon.Trainer, or `FusedSGD`. Each epoch is appended
-    to `history` (a new one if None), labelled with `train_iter.source` (the data release) where the
-    iterator has one, and passed to `on_epoch` (e.g. to draw live curves or save it) before its line is
-    printed. Raises `TrainingDiverged` as `divergence` says.
-    """
+    """Train `net` as the book's train_ch3 does (sgd on `params` if no `trainer`: anything with `step(batch_size)`),
+    printing a line per epoch. Each epoch goes into `history` (new if None; its source `train_iter.source`), then to
+    `on_epoch` (e.g. live curves), then `log`. Raises `TrainingDiverged` as `divergence` says."""
     if history is None:
         history = History()
     if history.source is None:
@@ -157,7 +146,6 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs: int, batch_size: int
         train_l, train_acc = _mean(train_l_sum, n, "train_iter"), _mean(train_acc_sum, n, "train_iter")
         kind = divergence(train_l, train_acc, history)
         if kind:
-            # (any object with `step` can be the trainer: the hint names its learning rate only if it has one)
             used_lr = lr if trainer is None else getattr(trainer, "learning_rate", None)
             raise TrainingDiverged(epoch, kind, train_l, used_lr, history)
         test_acc = evaluate_accuracy(test_iter, net)

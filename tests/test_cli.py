@@ -304,11 +304,11 @@ def test_a_terminal_that_cannot_show_the_tables_characters(tmp_path, real_data):
 def test_only_user_errors_are_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
     # The CLI reports one class of error in one line; a ValueError from a bug is not it.
     from dropout_gluon import cli as command_line
-    from dropout_gluon import exercises, numerics, persist
+    from dropout_gluon import exercises, numerics
     from dropout_gluon.errors import UserError
     from dropout_gluon.fashion_mnist import DataError
 
-    for reported in (DataError, persist.ModelFileError, exercises.SweepFailed, numerics.NumericsError):
+    for reported in (DataError, exercises.SweepFailed, numerics.NumericsError):
         assert issubclass(reported, UserError)
     monkeypatch.setattr(command_line, "cmd_data", lambda args: (_ for _ in ()).throw(DataError("no data here")))
     assert command_line.main(["data"]) == 2 and capsys.readouterr().err == "dropout-gluon: error: no data here\n"

@@ -245,7 +245,7 @@ def test_command_line(real_data, tmp_path, capsys):
     assert "| 0.5, 0.2 (swapped) |" in printed and f"wrote {out / 'swap.md'}" in printed
     assert (out / "swap.png").is_file() and len(list(cache.glob("*.json"))) == 3
     assert cli.main(["exercise", "swap", "--seeds", "0"]) == 2
-    assert "error: seeds must be at least 1" in capsys.readouterr().err
+    assert capsys.readouterr().err == "dropout-gluon: error: seeds must be a whole number >= 1, got 0\n"
 
 
 def test_summarize_over_seeds():

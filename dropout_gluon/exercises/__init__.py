@@ -1,9 +1,7 @@
 """The chapter's four exercises, answered by experiments: every configuration over several seeds.
 
-`plan` says what an exercise trains, `sweep` trains it (resumably), `report` summarises it into a table
-and a plot. On the command line: `dropout-gluon exercise NAME|all`. `COMMITTED` is the folder of the default
-sweep's tables and plots, `<name>.md` and `<name>.png`, in every install.
-"""
+`plan` says what an exercise trains, `sweep` trains it (resumably), `report` makes its table and plot (`dropout-gluon
+exercise NAME|all`). `COMMITTED` holds the default sweep's `<name>.md` and `<name>.png`, in every install."""
 from __future__ import annotations
 
 import os
@@ -44,10 +42,10 @@ COMMITTED = Path(__file__).resolve().parent / "results"
 
 
 def check_out_dir(out_dir, plans: list) -> None:
-    """A UserError, before any training, if any sweep but the default one in portable numerics would write
-    into COMMITTED. (What decides the numbers is compared: any folder holding the release will do.)"""
-    same = lambda p: [c.identity() for c in p.configs()] == [c.identity() for c in plan(p.name).configs()]  # noqa: E731
-    if Path(out_dir).resolve() == COMMITTED and (numerics.MODE != "portable" or not all(map(same, plans))):
+    """A UserError, before any training, if any sweep but the default one in portable numerics (any data folder
+    will do) would write into COMMITTED."""
+    changed = any([c.identity() for c in p.configs()] != [c.identity() for c in plan(p.name).configs()] for p in plans)
+    if Path(out_dir).resolve() == COMMITTED and (numerics.MODE != "portable" or changed):
         raise UserError(f"{out_dir} holds the committed results of the default sweep (make exercises); a quick or "
                         f"changed sweep, or one in native numerics, writes elsewhere: choose another --out")
 

@@ -5,7 +5,7 @@ import dataclasses
 import numbers
 
 from .. import config as chapter
-from ..config import RunConfig
+from ..config import RunConfig, whole
 from ..errors import UserError
 from ..fashion_mnist import DEFAULT_RELEASE
 
@@ -20,18 +20,12 @@ QUICK = {"seeds": (0, 1), "train_size": 3000, "test_size": 1000,
          "epochs": {"swap": 3, "epochs": 6, "width": 3, "weight-decay": 3}}
 
 
-def check_name(name: str) -> str:
-    if name not in EXERCISES:
-        raise UserError(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)} (or 'all')")
-    return name
-
-
 def arms(name: str, base: RunConfig) -> list:
     """The exercise's configurations, `[(label, RunConfig), ...]`, as variations of `base` (the chapter's)."""
     p1, p2 = chapter.drop_prob1, chapter.drop_prob2
     base = dataclasses.replace(base, drop_prob1=p1, drop_prob2=p2)
     none = dataclasses.replace(base, drop_prob1=0.0, drop_prob2=0.0)
-    if check_name(name) == "swap":
+    if name == "swap":
         return [(f"{p1:g}, {p2:g} (chapter)", base),
                 (f"{p2:g}, {p1:g} (swapped)", dataclasses.replace(base, drop_prob1=p2, drop_prob2=p1)),
                 ("0, 0 (no dropout)", none)]
@@ -50,9 +44,7 @@ def seeds_of(seeds, quick: bool) -> tuple:
     if seeds is None:
         return QUICK["seeds"] if quick else DEFAULT_SEEDS
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise UserError(f"seeds must be at least 1, got {seeds}")
-        return tuple(range(int(seeds)))
+        return tuple(range(whole(seeds, "seeds")))
     seeds = tuple(seeds)
     if (not seeds or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in seeds)
             or len(set(seeds)) < len(seeds)):  # a repeated seed would be counted as another sample
@@ -66,7 +58,6 @@ class Plan:
     name: str
     arms: tuple
     seeds: tuple
-    quick: bool
 
     @property
     def base(self) -> RunConfig:
@@ -79,9 +70,10 @@ class Plan:
 def plan(name: str, *, quick: bool = False, seeds=None, epochs: int | None = None, model: str = "gluon",
          data_release: str = DEFAULT_RELEASE, data_dir=None) -> Plan:
     """The exercise `name`: its arms on the full data (or quick mode's subset) and its seeds."""
-    check_name(name)
+    if name not in EXERCISES:
+        raise UserError(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)} (or 'all')")
     if epochs is None:
         epochs = (QUICK["epochs"] if quick else DEFAULT_EPOCHS)[name]
     sizes = {"train_size": QUICK["train_size"], "test_size": QUICK["test_size"]} if quick else {}
     base = RunConfig(model=model, num_epochs=epochs, data_release=data_release, data_dir=data_dir, **sizes)
-    return Plan(name, tuple(arms(name, base)), seeds_of(seeds, quick), quick)
+    return Plan(name, tuple(arms(name, base)), seeds_of(seeds, quick))

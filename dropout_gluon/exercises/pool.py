@@ -1,6 +1,5 @@
-"""Where a sweep's runs are trained, through one `concurrent.futures` interface: in this process, or on Dask
-workers, started here (one process per job) or running elsewhere (a scheduler's address). A work item (`work`)
-is a run's configuration as a dict and its data (in this process) or data folder (a worker reads it)."""
+"""Where a sweep's runs train, behind one `concurrent.futures` interface: this process, or Dask workers started here
+(a process per job) or elsewhere (a scheduler). A work item (`work`): a run's configuration and its data or folder."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -33,17 +32,14 @@ def train_run(config: RunConfig, iters: tuple) -> dict:
         net, _ = train(config, (train_iter, test_iter), history=history, log=None)
     except TrainingDiverged as e:
         net, diverged = None, {"kind": e.kind, "epoch": e.epoch, "loss": e.loss}
-    source = history.source
-    return {"config": config.to_dict(), "data": source and {"data_release": source.data_release,
-                                                            "data_dir": source.data_dir},
+    return {"config": config.to_dict(), "data": history.source and history.source._asdict(),
             "history": [e._asdict() for e in history], "diverged": diverged, "numerics": numerics.record(config.ctx),
             "final_train_acc_eval": None if net is None else evaluate_accuracy(train_eval_iter, net),
             "seconds": time.perf_counter() - start}
 
 
 def work(config: dict, data: Dataset | str | None) -> dict:
-    """Train `config` (RunConfig.to_dict()) here on `data`: a dataset, or the folder to read it from (None: the
-    search; each process verifies a folder's files once: fashion_mnist); return its record."""
+    """Train `config` (RunConfig.to_dict()) here on `data`, a dataset or its folder (None: the search); its record."""
     config = RunConfig.from_dict(config)
     dataset = data if isinstance(data, Dataset) else load_dataset(data, config.data_release)
     n = config.train_size

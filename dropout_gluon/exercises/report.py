@@ -1,4 +1,4 @@
-"""An exercise's summaries over seeds, its Markdown table and its PNG plot (headless: Agg, no pyplot)."""
+"""An exercise's summaries over seeds, its Markdown table and its PNG plot (a bare Figure: no pyplot, no display)."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..fashion_mnist import RELEASES
@@ -113,10 +112,8 @@ def _band(ax, records: list, field: str, color, label: str, style: str = "-") ->
 def plot(plan: Plan, runs: dict, summary: dict, path: Path) -> None:
     """Curves over epochs with a band over seeds, and the final numbers with error bars (std over seeds)."""
     colors = [f"C{i}" for i in range(len(runs))]
-    fig = Figure(figsize=(13, 4.8), constrained_layout=True)
-    FigureCanvasAgg(fig)
+    fig = Figure(figsize=(17 if plan.name == "epochs" else 13, 4.8), constrained_layout=True)
     if plan.name == "epochs":
-        fig.set_size_inches(17, 4.8)
         ax_loss, ax_acc, ax_gap = fig.subplots(1, 3)
         for color, (label, records) in zip(colors, runs.items()):
             _band(ax_loss, records, "loss", color, label)
@@ -139,15 +136,13 @@ def plot(plan: Plan, runs: dict, summary: dict, path: Path) -> None:
         ax_curve.set(xlabel="epoch", ylabel="test accuracy (band: ± std over seeds)")
         ax_curve.legend(fontsize=8)
         axes = (ax_curve, ax_final)
-        labels = list(summary)
-        y = np.arange(len(labels))[::-1]
-        for i, (color, label) in enumerate(zip(colors, labels)):
-            s = summary[label]
+        y = np.arange(len(summary))[::-1]
+        for y_arm, color, s in zip(y, colors, summary.values()):
             for (mean, std), marker in ((s["final_test_acc"], "o"), (s["final_train_acc_eval"], "s")):
-                ax_final.errorbar(mean, y[i], xerr=0 if math.isnan(std) else std, fmt=marker, color=color,
+                ax_final.errorbar(mean, y_arm, xerr=0 if math.isnan(std) else std, fmt=marker, color=color,
                                   mfc=color if marker == "o" else "white", capsize=4)
         ax_final.set_yticks(y)
-        ax_final.set_yticklabels(labels, fontsize=8)
+        ax_final.set_yticklabels(list(summary), fontsize=8)
         # The key goes in the axis label: a legend box would hide points near the top of the range.
         ax_final.set(xlabel="final accuracy: ● test, □ train (predict mode); bars: ± std")
     for ax in axes:

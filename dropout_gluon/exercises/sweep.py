@@ -26,16 +26,14 @@ CACHE_VERSION = 2  # part of every run's key: bump it when a change to training 
 
 
 def key(config: RunConfig, record: dict) -> str:
-    """The run's file name in the cache: a digest of what decides its numbers, given the numerics record of
-    the process that trains it (numerics.deciding: in portable mode, not the processor)."""
+    """The run's file name in the cache: a digest of what decides its numbers, numerics.deciding(record) included."""
     text = json.dumps({"version": CACHE_VERSION, **config.identity(), "numerics": numerics.deciding(record)},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 class RunCache:
-    """Finished runs as `<key>.json` files in `folder` (each written atomically), looked up for the numerics
-    record `record` (None: this process's)."""
+    """Finished runs as `<key>.json` files in `folder`, looked up for the numerics `record` (None: this process's)."""
 
     def __init__(self, folder: os.PathLike | str, record: dict | None = None):
         self.folder, self.numerics = Path(folder), record or numerics.record()
@@ -44,10 +42,10 @@ class RunCache:
         """The stored record, or None if there is none (or it belongs to another configuration)."""
         try:
             record = json.loads((self.folder / f"{key(config, self.numerics)}.json").read_text())
-            stored = {k: v for k, v in record["config"].items() if k != "data_dir"}
+            stored = RunConfig.from_dict(record["config"])
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
-        return record if stored == config.identity() else None
+        return record if stored.identity() == config.identity() else None
 
     def put(self, config: RunConfig, record: dict) -> dict:
         """Store `record` under the key of the numerics it was computed with (its own); return it, keyed."""
@@ -95,7 +93,6 @@ class Progress:
         self.bar.close()
 
 
-# Why a run ended without an answer on Dask: each worker that trained it died (memory, a crash).
 LOST = "its worker process died twice while training it (out of memory?)"
 
 
@@ -108,12 +105,10 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
           progress: bool = True, after_run: Callable[[dict], None] | None = None) -> dict:
     """Run every configuration not already in the cache; return `{config: record}` for all of them.
 
-    Runs go to `jobs` worker processes on this machine (1, the default: this process, so a script needs no
-    `__main__` guard; None: as many as the processors and memory allow, `pool.default_jobs`), or to the Dask
-    scheduler at `scheduler`; `after_run(record)` is called as each is stored. The data is `dataset` if given
-    (jobs=1 only), else the configured release and folder. A run whose worker dies is given to another once;
-    failures are reported and `SweepFailed` raised at the end.
-    """
+    Runs go to `jobs` worker processes here (1: this process, so a script needs no `__main__` guard; None: as many as
+    processors and memory allow), or to the Dask scheduler at `scheduler`; `after_run(record)` is called as each is
+    stored. The data: `dataset` (jobs=1 only), else the configured release and folder. Failed runs (a worker dead
+    twice...) are reported as they come and raise `SweepFailed` at the end."""
     jobs = pool.default_jobs() if jobs is None else whole(jobs, "jobs")
     configs = list(configs)
     if dataset is not None and (scheduler or jobs > 1):
@@ -152,8 +147,8 @@ def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/
                 futures = {submit(config): config for config in todo}
                 done = ((futures[future], future) for future in cf.as_completed(futures))
             for config, future in done:
-                if future.exception() is not None:
-                    error = future.exception()
+                error = future.exception()
+                if error is not None:
                     failures.append((config, LOST if type(error).__name__ == "KilledWorker" else _one_line(error)))
                     bar.note(f"{label(config)}: {failures[-1][1]}")
                     continue
