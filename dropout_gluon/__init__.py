@@ -1,9 +1,27 @@
 """The "Dropout" chapter of Dive into Deep Learning (MXNet/Gluon), runnable: `import dropout_gluon as gb`."""
 import os
+import signal
 import sys
 
 from .errors import UserError
 
+
+def command_line() -> bool:
+    """Whether this process is `dropout-gluon`, or `python -m dropout_gluon`, whose argv[0] is '-m' as it imports
+    the package (Python 3.10+ tells which module; 3.8 and 3.9 do not)."""
+    argv = getattr(sys, "orig_argv", ["-m", "dropout_gluon"])
+    return (sys.argv[:1] == ["-m"] and ("-m", "dropout_gluon") in zip(argv, argv[1:])
+            or os.path.basename(sys.argv[0] if sys.argv else "") == "dropout-gluon")
+
+
+def interrupted(signum, frame) -> None:
+    """The command line's Ctrl-C until cli.main takes over (nothing is written yet; an exception could be lost)."""
+    print("dropout-gluon: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if command_line():
+    signal.signal(signal.SIGINT, interrupted)
 try:
     from . import numerics
 
@@ -15,14 +33,11 @@ try:
     from .run import build, predict, set_seed, train, train_gluon, train_scratch
     from .scratch import ScratchNet, dropout
     from .trainer import Epoch, History, TrainingDiverged, evaluate_accuracy, sgd, train_ch3
-except (KeyboardInterrupt, UserError) as e:  # as MXNet loads: a Ctrl-C, or a numerics mode that cannot be had
-    # The command line (cli.main) says so in one line, as it does later on: it is `dropout-gluon`, or
-    # `python -m dropout_gluon`, whose argv[0] is '-m' while Python imports the package to find its __main__.
-    if os.path.basename(sys.argv[0] if sys.argv else "") not in ("dropout-gluon", "-m"):
+except (UserError, ImportError) as e:  # a numerics mode that cannot be had, or no MXNet: one line on the command line
+    if not command_line() or isinstance(e, ImportError) and e.name != "mxnet":
         raise
-    interrupted = isinstance(e, KeyboardInterrupt)
-    print(f"dropout-gluon: {'interrupted' if interrupted else f'error: {e}'}", file=sys.stderr, flush=True)
-    os._exit(130 if interrupted else 2)  # not sys.exit: a Ctrl-C inside MXNet's exec() makes Python exit by SIGINT
+    print(f"dropout-gluon: error: {e}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 __all__ = ["DataError", "Epoch", "History", "RunConfig", "ScratchNet", "TrainingDiverged", "build", "dropout",
            "evaluate_accuracy", "get_net", "load_data_fashion_mnist", "load_dataset", "predict", "set_seed", "sgd",

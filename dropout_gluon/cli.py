@@ -5,6 +5,7 @@ import _thread
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 import threading
 
@@ -171,18 +172,21 @@ def cmd_exercise(args) -> None:
         print(f"wrote {result.table_path} and {', '.join(map(str, result.plots))}\n", flush=True)
 
 
-def interrupt_again(unraisable) -> None:
-    """sys.unraisablehook: a Ctrl-C in a finalizer (MXNet frees arrays in `__del__` all through training) would be
-    printed and dropped, the command going on: interrupt again once it is done (at once, it would land here too)."""
-    if issubclass(unraisable.exc_type, KeyboardInterrupt):
-        threading.Timer(0.01, _thread.interrupt_main).start()
-    else:
-        sys.__unraisablehook__(unraisable)
-
-
 def main(argv=None) -> int:
+    timers = []
+
+    def interrupt_again(unraisable) -> None:
+        """sys.unraisablehook: a Ctrl-C dropped in a finalizer (MXNet's `__del__`) is raised again 10 ms later."""
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            timers.append(threading.Timer(0.01, _thread.interrupt_main))
+            timers[-1].start()
+        else:
+            sys.__unraisablehook__(unraisable)
+
     hook, sys.unraisablehook = sys.unraisablehook, interrupt_again
-    try:  # first: a Ctrl-C from here on is one line (before, the package's __init__ takes it)
+    try:  # a Ctrl-C from here on is a KeyboardInterrupt (before, the package's __init__ exits with 130)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         commands = {"train": cmd_train, "predict": cmd_predict, "data": cmd_data, "exercise": cmd_exercise}
         for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show '±' gets '?', not a traceback
             if hasattr(stream, "reconfigure"):
@@ -206,4 +210,6 @@ def main(argv=None) -> int:
         return 2
     finally:
         sys.unraisablehook = hook
+        for timer in timers:
+            timer.cancel()
     return 0

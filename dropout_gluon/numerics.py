@@ -26,11 +26,10 @@ from . import compat
 from .errors import UserError
 
 MODES = ("portable", "native")
+X86 = ("x86_64", "amd64", "i386", "i686")  # platform.machine()'s names, lower-cased
 MODE_VAR = "DROPOUT_GLUON_NUMERICS"
-# One thread per operator through MXNET_OMP_MAX_THREADS, with OMP_NUM_THREADS hidden from MXNet as it loads: MXNet
-# then gives each engine thread that many OpenMP threads itself, which its OpenBLAS follows on every call, whatever
-# the OpenMP runtime read as it loaded (OMP_NUM_THREADS=1 set for MXNet would be read by that shared runtime too,
-# and would leave the engine threads at its default). The engine is MXNet's default, whose threads those are.
+# One thread per operator: MXNET_OMP_MAX_THREADS, with OMP_NUM_THREADS hidden as MXNet loads (the shared OpenMP
+# runtime would read it too), makes MXNet give each engine thread one OpenMP thread, which its OpenBLAS follows.
 PORTABLE = {"OPENBLAS_CORETYPE": "Sandybridge", "MXNET_MKLDNN_ENABLED": "0", "MXNET_OMP_MAX_THREADS": "1"}
 HIDDEN = ("OMP_NUM_THREADS", "MXNET_ENGINE_TYPE")  # in portable mode, while MXNet loads
 # What MXNet loads that other code shares, loaded first in the user's environment: numpy, the SciPy modules MXNet
@@ -60,13 +59,9 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def is_x86(machine: str) -> bool:
-    return machine.lower() in ("x86_64", "amd64", "i386", "i686")
-
-
 def threads_per_operator(cpus: int, machine: str) -> int:
     """OpenMP threads MXNet 1.9 gives each operator when OMP_NUM_THREADS is unset: half the processors on x86."""
-    return max(1, cpus // 2 if is_x86(machine) else cpus)
+    return max(1, cpus // 2 if machine.lower() in X86 else cpus)
 
 
 def processor() -> tuple:
@@ -84,7 +79,7 @@ def choose(environ, flags: set, machine: str) -> str:
     asked = environ.get(MODE_VAR, "")
     if asked and asked not in MODES:
         raise NumericsError(f"{MODE_VAR} must be 'portable' or 'native', got {asked!r}")
-    portable_ok = is_x86(machine) and "avx" in flags  # the Sandybridge kernel's instruction set
+    portable_ok = machine.lower() in X86 and "avx" in flags  # the Sandybridge kernel's instruction set
     if asked == "portable" and not portable_ok:
         raise NumericsError(f"portable numerics need an x86-64 processor with AVX (OpenBLAS's Sandybridge kernel); "
                             f"this one has none: set {MODE_VAR}=native (its digits differ from the README's)")
@@ -146,7 +141,7 @@ def load_mxnet() -> None:
                 raise
             raise ImportError("MXNet 1.9.1 is not installed: pip install mxnet==1.9.1 (from Python 3.12 on, where "
                               "its metadata's numpy < 2 would replace the numpy here: pip install --no-deps "
-                              "mxnet==1.9.1, as scripts/setup.sh does)") from None
+                              "mxnet==1.9.1, as scripts/setup.sh does)", name="mxnet") from None
 
         # Some settings are read the first time an operator runs (oneDNN's switch): run one now.
         x = mxnet.nd.ones((1, 2))

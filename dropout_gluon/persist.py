@@ -28,7 +28,6 @@ SCRATCH_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3"]
 # A trained model's folder ('dropout-gluon train'; predict adds PREDICTIONS); a run's: one per model, and CURVES.
 RUN_FILES = CONFIG, HISTORY_JSON, HISTORY_CSV, PARAMS, CURVES, PREDICTIONS = (
     "config.json", "history.json", "history.csv", "model.params", "curves.png", "predictions.png")
-LOCK = ".lock"  # in a run's folder: held by the training that writes there
 RUN_TEMP = re.compile(r"\.[\w.]+\.tmp[\w.]*")  # what atomic_write leaves behind if the process is killed
 
 
@@ -68,7 +67,8 @@ def check_out(out: str | None) -> Path | None:
     """`--out` (None: a new folder under runs/) checked before any work: new, empty, or an earlier run's."""
     folder = check_writable("runs" if out is None else out, "--out")
     if out is not None and folder.is_dir():
-        _earlier_run(folder)
+        with _held(folder):  # refused now, not after the data is read, if another training holds it
+            _earlier_run(folder)
     return None if out is None else folder
 
 
@@ -78,17 +78,25 @@ def run_folder(out: Path | None):
     run, or a new one under runs/. A UserError, touching nothing, if another training holds `out`."""
     folder = _new_stamped(Path("runs")) if out is None else out
     folder.mkdir(parents=True, exist_ok=True)  # (a symlink to a folder stays one: its target is written)
-    # flock: the kernel releases it when the process ends, however it ends, so no lock is ever stale. The file
-    # stays: deleting it would let a run lock the deleted file while the next one locks a new file of its name.
-    with open(folder / LOCK, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"--out {folder} is in use: another training is writing there now; let it finish, "
-                            f"or choose another folder") from None
+    with _held(folder):
         for path in _earlier_run(folder):
             path.rmdir() if path.is_dir() else path.unlink()
         yield folder
+
+
+@contextlib.contextmanager
+def _held(folder: Path):
+    # flock on the folder itself: the kernel releases it when the process ends, however it ends (no stale lock).
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"--out {folder} is in use: another training is writing there now; let it finish, "
+                            f"or choose another folder") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _new_stamped(parent: Path) -> Path:
@@ -109,12 +117,11 @@ def _earlier_run(out: Path) -> list:
     for entry in out.iterdir():
         model = entry.name in MODELS and entry.is_dir() and not entry.is_symlink()
         for path in entry.iterdir() if model else [entry]:
-            if path.is_dir() or not (path.name in (RUN_FILES if model else (CURVES, LOCK))
+            if path.is_dir() or not (path.name in (RUN_FILES if model else (CURVES,))
                                      or RUN_TEMP.fullmatch(path.name)):
                 raise UserError(f"--out {out} holds {path}, which is not a file of a run; choose a new or empty "
                                 f"folder (or one that 'train' wrote, which a rerun replaces whole)")
-            if path.name != LOCK:  # it stays (run_folder)
-                found.append(path)
+            found.append(path)
         found += [entry] if model else []
     return found
 

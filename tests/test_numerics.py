@@ -36,7 +36,7 @@ MACHINES = {
     "SSE kernel, threads asked for, 1 core": {"OPENBLAS_CORETYPE": "Prescott", "DNNL_MAX_CPU_ISA": "SSE41",
                                               "OMP_NUM_THREADS": "2", "cores": 1},
 }
-X86_AVX = numerics.is_x86(os.uname().machine) and "avx" in numerics.processor()[1]
+X86_AVX = os.uname().machine.lower() in numerics.X86 and "avx" in numerics.processor()[1]
 
 
 def run_on(machine: dict, args: list, mode: str = "portable") -> subprocess.CompletedProcess:

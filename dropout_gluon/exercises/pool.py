@@ -87,11 +87,10 @@ def local_cluster(jobs: int) -> tuple:
         raise UserError(f"{jobs} jobs (--jobs) run on a local Dask cluster, and Dask's 'distributed' is not "
                         f"installed: pip install 'dropout-gluon[cluster]', or use one job") from None
 
-    # Dask's nannies start each worker with pre-spawn-environ put in this process's environment (sweep() gives
-    # the user's back): the worker has it before it loads anything, MXNet included. Dask's threads, which start
-    # the workers, start with SIGINT blocked, and so do the workers: a terminal's Ctrl-C reaches the sweep alone.
-    # (multiprocessing unblocks it in the thread that starts its resource tracker: started here first.)
-    # memory_limit=0: no memory manager, whose per-core share can be below a run's need (see default_jobs).
+    # Every worker sets WORKER_ENV as it starts (env=); Dask's nannies put pre-spawn-environ in this process's
+    # environment (sweep() gives the user's back). Dask's threads, which start the workers, start with SIGINT
+    # blocked, and so do the workers: a Ctrl-C reaches the sweep alone (multiprocessing unblocks it in the thread
+    # that starts its resource tracker: started here first). memory_limit=0: no memory manager (default_jobs).
     resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
@@ -102,7 +101,8 @@ def local_cluster(jobs: int) -> tuple:
     except (OSError, RuntimeError) as e:  # EMFILE, ENOMEM...: Dask's "Nanny failed to start" comes from it
         while not isinstance(e, OSError) and (e.__cause__ or e.__context__):
             e = e.__cause__ or e.__context__
-        raise UserError(f"cannot start a worker process: {e}") from None
+        raise UserError(f"cannot start a worker process: {e} (a script that sweeps with several jobs starts them "
+                        f"from `if __name__ == '__main__':`)") from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return client, client.get_executor(pure=False)  # pure=False: each run is a task of its own
