@@ -101,8 +101,8 @@ def local_cluster(jobs: int) -> tuple:
     except (OSError, RuntimeError) as e:  # EMFILE, ENOMEM...: Dask's "Nanny failed to start" comes from it
         while not isinstance(e, OSError) and (e.__cause__ or e.__context__):
             e = e.__cause__ or e.__context__
-        raise UserError(f"cannot start a worker process: {e} (a script that sweeps with several jobs starts them "
-                        f"from `if __name__ == '__main__':`)") from None
+        guard = "" if isinstance(e, OSError) else " (a script that sweeps on jobs needs `if __name__ == '__main__':`)"
+        raise UserError(f"cannot start a worker process: {e}{guard}") from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return client, client.get_executor(pure=False)  # pure=False: each run is a task of its own
