@@ -70,6 +70,7 @@ def test_the_book_loop_trains_what_train_ch3_trains(model, real_data):
     assert book["test_acc"] == history[-1].test_acc
 
 
+@pytest.mark.document
 def test_report_of_the_committed_run(capsys):
     # The page's tables come from this file (`--report`); the goal ratios are the medians' ratios.
     assert epoch.main(["--report", str(SAVED)]) == 0
@@ -96,6 +97,7 @@ def test_report_of_a_run_with_both_numerics_modes(capsys):
     assert "processor features: avx" in out
 
 
+@pytest.mark.document
 def test_the_performance_page_is_what_the_command_writes(tmp_path, monkeypatch, capsys):
     # The command the page's marker names, run on copies of the page and the run in the same layout.
     command = re.search(r"<!-- report: python -m benchmarks\.epoch (.*) -->", PAGE.read_text())
@@ -129,6 +131,7 @@ def test_the_sweep_projection_schedules_longest_first():
     assert makespan(runs, 2) == 10.0
 
 
+@pytest.mark.document
 def test_the_docs_show_the_saved_sweep_measurement():
     # The sweep's measured wall times and projection, as `python -m benchmarks.sweep --report` prints them.
     from benchmarks.sweep import report as sweep_report

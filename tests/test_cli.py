@@ -451,6 +451,7 @@ def test_make_run_gives_the_same_history_to_the_last_digit(trained):
         assert [[e["epoch"], e["loss"], e["train_acc"], e["test_acc"]] for e in history] == epochs, model
 
 
+@pytest.mark.document
 def test_the_readme_shows_the_golden_history():
     # What a newcomer compares `make run` with: the README's lines are the golden history, printed.
     readme = (Path(__file__).parents[1] / "README.md").read_text()

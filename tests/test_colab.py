@@ -194,6 +194,7 @@ def test_with_an_openmp_runtime_loaded_first(colab_venv, clone, real_dataset, tm
     check_run(nb, before, after)
 
 
+@pytest.mark.document
 def test_the_repository_address_is_the_same_everywhere():
     # pyproject.toml holds it; the README's Colab link and the notebook's first cell spell it out (document check).
     url = re.search(r'^Repository = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)[1]

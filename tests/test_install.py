@@ -17,6 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 from dropout_gluon import exercises
@@ -100,6 +101,7 @@ def test_a_wheel_carries_the_exercises_committed_results(tmp_path):
         assert (Path(installed) / f"{name}.png").read_bytes() == (exercises.COMMITTED / f"{name}.png").read_bytes()
 
 
+@pytest.mark.document
 def test_the_exercises_page_shows_the_committed_plots():
     page = ROOT / "docs" / "exercises.md"
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", page.read_text())

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 import dropout_gluon as gb
 from dropout_gluon import scratch
@@ -57,6 +58,7 @@ def test_make_notebook_runs_on_this_interpreter_and_writes_only_a_full_run(tmp_p
     assert out.read_bytes() == before
 
 
+@pytest.mark.document
 def test_committed_notebook_has_a_full_run_and_shows_the_current_code():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert NOTEBOOK.stat().st_size < 2_000_000, "the committed notebook should stay under 2 MB"
@@ -71,6 +73,7 @@ def test_committed_notebook_has_a_full_run_and_shows_the_current_code():
         assert inspect.getsource(obj).strip() in shown, f"{obj.__name__} changed: run `make notebook`"
 
 
+@pytest.mark.document
 def test_committed_notebook_prints_the_readmes_digits():
     # Its saved outputs are what `make notebook` prints on any x86-64 processor with AVX: each model's training
     # lines are make run's (the same configuration and seed), as tests/golden/make_run.json holds them.
