@@ -9,7 +9,7 @@
   the wrong release or a dead server leave nothing (an HTTP server on 127.0.0.1); with no copy anywhere, the
   final release from its published URLs (a proxy standing in for Zalando's mirror, serving its real files)
   into the host's cache, once, each file announced on stderr, with a bar in a Jupyter kernel; two processes
-  downloading into one folder at once both succeed (issue 28, finding 10);
+  downloading into one folder at once both succeed;
 - the iterators against the book's `ToTensor`; a sweep worker's one float32 copy of the images; every
   history names the release it came from;
 - `data verify` hashes every file again, `data fetch` downloads into the folder chosen and never into a
@@ -374,7 +374,7 @@ def test_download_from_dead_server(tmp_path):
 
 
 def test_a_gluon_repo_without_a_scheme_is_one_line(isolated_dirs, monkeypatch):
-    # It used to end in a traceback (urllib's "unknown url type"); Gluon too needs a URL there.
+    # Not urllib's "unknown url type" traceback: one line (Gluon too needs a URL there).
     monkeypatch.setenv("MXNET_GLUON_REPO", "example.com/mirror")
     with pytest.raises(fm.DataError, match="MXNET_GLUON_REPO must start with http:// or https://, got "
                                            "'example.com/mirror'"):
@@ -481,8 +481,8 @@ def test_the_published_final_release_downloads_and_verifies(zalandos_files, real
 
 
 def test_two_processes_downloading_into_one_folder_both_succeed(zalandos_files, tmp_path):
-    # Issue 28, finding 10: the downloads shared one temporary name, so one process's cleanup could delete the
-    # other's file. The proxy answers each file only once both have asked for it: the downloads overlap.
+    # Each process has a temporary name of its own, so neither's cleanup can delete the other's file. The proxy
+    # answers each file only once both have asked for it: the downloads overlap.
     dest = tmp_path / "data"
     with mirror.serving(zalandos_files, together=2) as (proxy, requested):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
@@ -601,7 +601,7 @@ def test_every_history_names_its_data(releases, isolated_dirs, tmp_path, loader)
         run.train_gluon(num_epochs=1, batch_size=32, data_dir=first, loader=loader, log=None)
 
 
-# ------------------------------------------------------------- the data command (issue 16, finding 6)
+# ------------------------------------------------------------------------------------- the data command
 
 def test_data_verify_hashes_every_file_again(small_dataset, capsys):
     # `data verify` did what `data status` does, from the process's cache: a file changed in place (same size,
@@ -635,7 +635,7 @@ def test_data_fetch_downloads_into_the_folder_chosen_and_only_its_release(http_s
     _serve(served, releases, "first")
     monkeypatch.setattr(download, "mirrors", lambda release: [url])
     chosen = isolated_dirs / "mine"
-    # --data-dir (and DROPOUT_GLUON_DATA) is where `data fetch` downloads to; it used to download nothing.
+    # --data-dir (and DROPOUT_GLUON_DATA) is where `data fetch` downloads to.
     assert cli.main(["data", "fetch", "--data-release", "first", "--data-dir", str(chosen)]) == 0
     assert _leftovers(chosen) == sorted(n + ".gz" for n in fm.NAMES)
     monkeypatch.setenv(fm.ENV_VAR, str(isolated_dirs / "env"))
