@@ -3,12 +3,9 @@ import os
 import signal
 import sys
 
-from .errors import UserError
-
 
 def command_line() -> bool:
-    """Whether this process is `dropout-gluon`, or `python -m dropout_gluon`, whose argv[0] is '-m' as it imports
-    the package (Python 3.10+ tells which module; 3.8 and 3.9 do not)."""
+    """Whether this is `dropout-gluon`, or `python -m dropout_gluon` (argv[0] '-m'; 3.8 and 3.9 tell no module)."""
     argv = getattr(sys, "orig_argv", ["-m", "dropout_gluon"])
     return (sys.argv[:1] == ["-m"] and ("-m", "dropout_gluon") in zip(argv, argv[1:])
             or os.path.basename(sys.argv[0] if sys.argv else "") == "dropout-gluon")
@@ -20,8 +17,15 @@ def interrupted(signum, frame) -> None:
     os._exit(130)
 
 
-if command_line():
-    signal.signal(signal.SIGINT, interrupted)
+try:  # (a Ctrl-C may land before the handler is in place)
+    if command_line():
+        signal.signal(signal.SIGINT, interrupted)
+except KeyboardInterrupt:
+    if not command_line():
+        raise
+    interrupted(signal.SIGINT, None)
+from .errors import UserError  # noqa: E402 - after the handler: a Ctrl-C from here on is one line
+
 try:
     from . import numerics
 

@@ -1,15 +1,12 @@
 """How MXNet computes: the numerics modes (portable, native), chosen as MXNet loads, and the numerics record.
 
-Three things inside MXNet 1.9.1's wheel change the floats across processors (docs/performance.md): the GEMM kernel
-OpenBLAS picks, oneDNN's JIT code, and the OpenMP threads an operator gets. `portable` pins all three (OpenBLAS's
-Sandybridge kernel, so the floor is a processor with AVX; oneDNN off; one thread per operator) and clears MXNet's
-own float-changing variables: the same history to the last digit on every such x86-64 machine. `native` is the
-fastest setting measured for the processor at hand (`native_settings`), with its own digits.
-
-`DROPOUT_GLUON_NUMERICS` picks the mode before the import (default: portable where the processor has AVX); one that
-cannot be had fails the import in one line. The variables are set only while MXNet loads, after what other libraries
-share with it has loaded in the user's environment (`load_mxnet`), so their threads and kernels stay the user's.
-"""
+Three things in MXNet 1.9.1's wheel change the floats across processors (docs/performance.md): the GEMM kernel
+OpenBLAS picks, oneDNN's JIT code, the OpenMP threads an operator gets. `portable` pins all three (Sandybridge, so
+a processor with AVX; oneDNN off; one thread) and clears MXNet's float-changing variables: the same history on every
+such x86-64 machine. `native` is the fastest setting measured for the processor (`native_settings`), its own digits.
+`DROPOUT_GLUON_NUMERICS` picks the mode before the import (default: portable where there is AVX); one that cannot be
+had fails the import in one line. The variables are set only while MXNet loads, after what other libraries share
+with it has loaded in the user's environment (`load_mxnet`), so their threads and kernels stay the user's."""
 from __future__ import annotations
 
 import contextlib
@@ -88,7 +85,6 @@ def choose(environ, flags: set, machine: str) -> str:
 
 def native_settings(environ, flags: set) -> dict:
     """The fastest setting measured for this kind of processor (docs/performance.md); a user's own value stands.
-
     OpenBLAS 0.3.13 takes its SSE3 kernel on processors newer than it knows, so the kernel is named for the
     instruction set: Haswell with AVX2 and FMA (AVX-512 too), else Sandybridge with AVX. oneDNN is faster with
     AVX-512, slower with AVX2 alone: off there. The threads are MXNet's default, named so that MXNet does not set
