@@ -329,3 +329,13 @@ def test_ctrl_c_in_a_terminal_prints_one_line(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stderr.count("\n") == 1 and "Traceback" not in stderr and "interrupted" in stderr, stderr
+
+
+@pytest.mark.parametrize("options", [{"jobs": 2}, {"scheduler": "tcp://127.0.0.1:1"}])
+def test_without_dask_more_jobs_or_a_scheduler_say_what_to_install(options, tmp_path, monkeypatch):
+    # Dask's distributed is the extra 'cluster', not a dependency: without it, one line says what to install.
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    install = r"Dask's 'distributed' is not installed: pip install 'dropout-gluon\[cluster\]'"
+    with pytest.raises(UserError, match=install):
+        exercises.run_exercise("swap", out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", **QUICK, **options)
+    assert not (tmp_path / "out").exists()

@@ -60,7 +60,6 @@ def default_jobs() -> int:
         from distributed.system import memory_limit  # the machine's, or a container's limit
     except ImportError:
         return 1
-
     memory = min(psutil.virtual_memory().available, memory_limit())
     return max(1, min(cpu_count(), int(memory // WORKER_MEMORY)))
 
@@ -77,15 +76,10 @@ class InlineExecutor(cf.Executor):
 
 
 def local_cluster(jobs: int) -> tuple:
-    """`(client, executor)` of a Dask cluster on this machine: a worker process (one thread) now, up to `jobs` as
-    the sweep scales it. A run whose worker dies goes to another once; a second death fails it (KilledWorker).
-    Workers exit with this process, however it ends, and leave Ctrl-C to it (the sweep stops them)."""
-    try:
-        import dask
-        from distributed import Client
-    except ImportError:
-        raise UserError(f"{jobs} jobs (--jobs) run on a local Dask cluster, and Dask's 'distributed' is not "
-                        f"installed: pip install 'dropout-gluon[cluster]', or use one job") from None
+    """`(client, executor)` of a Dask cluster here: one worker (one thread), up to `jobs` as the sweep scales it. A run
+    whose worker dies goes to another once, a second death fails it; workers exit with this process, however it ends."""
+    Client = dask_client(f"{jobs} jobs (--jobs) run on a local Dask cluster", "or use one job")
+    import dask
 
     # Every worker sets WORKER_ENV as it starts (env=); Dask's nannies put pre-spawn-environ in this process's
     # environment (sweep() gives the user's back). Dask's threads, which start the workers, start with SIGINT
@@ -108,12 +102,20 @@ def local_cluster(jobs: int) -> tuple:
     return client, client.get_executor(pure=False)  # pure=False: each run is a task of its own
 
 
+def dask_client(what: str, otherwise: str) -> type:
+    """Dask's `distributed.Client`, or a UserError: `what` needs it, and it is not installed."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UserError(f"{what}, and Dask's 'distributed' is not installed: pip install 'dropout-gluon[cluster]', "
+                        f"{otherwise}") from None
+    return Client
+
+
 def dask_executor(address: str) -> tuple:
     """`(client, executor)` for the Dask scheduler at `address`, whose workers must run one thread each."""
-    from distributed import Client
-
     try:
-        client = Client(address, timeout="10s")
+        client = dask_client("--scheduler sends the runs to a Dask cluster", "or leave it out")(address, timeout="10s")
     except (OSError, TimeoutError) as e:
         raise UserError(f"cannot reach the Dask scheduler at {address} ({e}); start one with "
                         f"'dask scheduler' and workers with 'dask worker {address} --nthreads 1'") from None

@@ -103,12 +103,10 @@ class SweepFailed(UserError):
 def sweep(configs: Sequence[RunConfig], *, cache_dir: os.PathLike | str = "runs/exercises",
           dataset: Dataset | None = None, jobs: int | None = 1, scheduler: str | None = None,
           progress: bool = True, after_run: Callable[[dict], None] | None = None) -> dict:
-    """Run every configuration not already in the cache; return `{config: record}` for all of them.
-
-    Runs go to `jobs` worker processes here (1: this process, so a script needs no `__main__` guard; None: as many as
-    processors and memory allow), or to the Dask scheduler at `scheduler`; `after_run(record)` is called as each is
-    stored. The data: `dataset` (jobs=1 only), else the configured release and folder. Failed runs (a worker dead
-    twice...) are reported as they come and raise `SweepFailed` at the end."""
+    """Run every configuration not already in the cache; return `{config: record}` for all of them. Runs go to `jobs`
+    worker processes here (1: this process, so a script needs no `__main__` guard; None: as many as processors and
+    memory allow), or to the Dask scheduler at `scheduler`; `after_run(record)` is called as each is stored. Data:
+    `dataset` (jobs=1 only), else the configured release and folder. Failed runs raise `SweepFailed` at the end."""
     jobs = pool.default_jobs() if jobs is None else whole(jobs, "jobs")
     configs = list(configs)
     if dataset is not None and (scheduler or jobs > 1):
